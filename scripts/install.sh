@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install everything this project needs on a Debian/Ubuntu machine, into ./.venv.
+#   - Debian libdnnl-dev (oneDNN; without it Jittor's convolutions are ~100x slower)
+#   - a virtual environment with the package and its test extra
+#   - a warm Jittor compile cache (the first use of every op compiles C++)
+# Re-running it is cheap: every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need_debs=()
+[ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
+if [ ${#need_debs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[install] apt-get install ${need_debs[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null || true
+        apt-get install -y -qq --no-install-recommends "${need_debs[@]}" >/dev/null
+    else
+        echo "[install] WARNING: missing Debian packages: ${need_debs[*]}" >&2
+        echo "[install]   run: sudo apt-get install ${need_debs[*]}" >&2
+        echo "[install]   without libdnnl-dev Jittor runs convolutions ~100x slower." >&2
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "[install] creating .venv"
+    "$PY" -m venv .venv
+fi
+echo "[install] pip install -e .[test]"
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+echo "[install] warming the Jittor compile cache (minutes on a cold cache)"
+.venv/bin/unidet doctor --warm

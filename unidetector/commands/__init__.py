@@ -1,0 +1,1 @@
+"""Sub-commands of ``unidet``; see :mod:`unidetector.cli`."""

@@ -1,0 +1,134 @@
+"""Jittor bootstrap: import this module before ``jittor`` anywhere.
+
+What it does, once per process, *before* Jittor is imported:
+
+* **GPU or CPU.** Jittor compiles CUDA whenever it finds ``nvcc``; on a machine
+  with ``nvcc`` but no GPU driver the import fails. We ask the driver
+  (``libcuda`` → ``cuInit`` → device count) and set ``nvcc_path=""`` when no
+  GPU can be used, so Jittor takes the CPU path.
+* **oneDNN offline.** Jittor's default downloads oneDNN on first import and
+  fails offline; without it convolutions are ~100x slower. Debian's
+  ``libdnnl-dev`` works when linked into the cache folder Jittor looks in
+  (see ``shared/DESIGN.md``). We create those links; if the library is absent
+  we set ``use_mkl=0`` and warn once, loudly.
+* **Quiet logs** (``log_silent=1`` unless ``UNIDET_VERBOSE`` is set), the CPU
+  thread count, and offline-safe flags for optional CUDA libraries.
+
+Every decision is recorded in :data:`STATE` so that ``unidet doctor`` can
+report it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+#: Where Jittor looks for its oneDNN ("mkl") package.
+JITTOR_CACHE = Path(os.environ.get("cache_path", Path.home() / ".cache" / "jittor"))
+ONEDNN_DIR = JITTOR_CACHE / "mkl" / "dnnl_lnx_2.2.0_cpu_gomp"
+DEBIAN_DNNL_INCLUDE = Path("/usr/include/oneapi/dnnl")
+DEBIAN_DNNL_LIBS = [Path("/usr/lib/x86_64-linux-gnu/libdnnl.so"), Path("/usr/lib/aarch64-linux-gnu/libdnnl.so"),
+                    Path("/lib/x86_64-linux-gnu/libdnnl.so")]
+
+#: What the bootstrap found and decided (read by ``unidet doctor``).
+STATE: dict = {}
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices the driver reports; 0 without a usable driver."""
+    for name in ("libcuda.so.1", "libcuda.so"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        if lib.cuInit(0) != 0:
+            return 0
+        count = ctypes.c_int(0)
+        if lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return count.value
+    return 0
+
+
+def link_debian_onednn(target: Path = ONEDNN_DIR) -> bool:
+    """Make Debian's oneDNN visible as Jittor's ``dnnl_lnx_2.2.0_cpu_gomp``.
+
+    Returns True when the folder holds a usable header + library afterwards.
+    Existing files are left alone (a real Jittor download or earlier link).
+    """
+    include, lib = target / "include", target / "lib" / "libmkldnn.so"
+    if (include / "dnnl.h").exists() and lib.exists():
+        return True
+    debian_lib = next((p for p in DEBIAN_DNNL_LIBS if p.exists()), None)
+    if not (DEBIAN_DNNL_INCLUDE / "dnnl.h").exists() or debian_lib is None:
+        return False
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        if not include.exists():
+            include.symlink_to(DEBIAN_DNNL_INCLUDE)
+        if not lib.exists():
+            lib.symlink_to(debian_lib)
+    except OSError as e:  # read-only home, race with another process, ...
+        warnings.warn(f"unidetector: could not link oneDNN into {target}: {e}")
+    return (include / "dnnl.h").exists() and lib.exists()
+
+
+def _setdefault_env(key: str, value: str, why: str) -> None:
+    if key not in os.environ:
+        os.environ[key] = value
+        STATE.setdefault("env_set", {})[key] = f"{value}  ({why})"
+
+
+def bootstrap() -> dict:
+    """Prepare the environment for ``import jittor``; idempotent."""
+    if STATE.get("done"):
+        return STATE
+    if "jittor" in sys.modules:
+        STATE["imported_too_late"] = True  # flags are already fixed; report, don't fail
+
+    STATE["cuda_devices"] = n_gpu = cuda_device_count()
+    if n_gpu == 0:
+        _setdefault_env("nvcc_path", "", "no CUDA device: use the CPU")
+    else:
+        # Offline, these would be downloaded on first use.
+        for flag in ("use_cutt", "use_cutlass", "use_nccl"):
+            _setdefault_env(flag, "0", "offline-safe default")
+
+    if os.environ.get("use_mkl") == "0":
+        STATE["onednn"] = False
+        STATE["onednn_reason"] = "disabled by use_mkl=0 in the environment"
+    elif link_debian_onednn():
+        STATE["onednn"] = True
+        STATE["onednn_reason"] = f"linked at {ONEDNN_DIR}"
+    else:
+        STATE["onednn"] = False
+        STATE["onednn_reason"] = "Debian libdnnl-dev not installed"
+        os.environ["use_mkl"] = "0"
+        warnings.warn(
+            "\n" + "!" * 78 + "\n"
+            "unidetector: oneDNN is NOT available, so Jittor convolutions will be ~100x slower.\n"
+            "  Fix: sudo apt-get install libdnnl-dev   (then re-run; the link is made for you)\n"
+            + "!" * 78, RuntimeWarning, stacklevel=2)
+
+    if not os.environ.get("UNIDET_VERBOSE"):
+        _setdefault_env("log_silent", "1", "quiet Jittor logs; UNIDET_VERBOSE=1 shows them")
+    STATE["threads"] = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+    STATE["done"] = True
+    return STATE
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and Jittor RNGs."""
+    import jittor as jt
+
+    random.seed(seed)
+    np.random.seed(seed)
+    jt.set_global_seed(seed)
+
+
+bootstrap()

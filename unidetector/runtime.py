@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where Jittor looks for its oneDNN ("mkl") package.
-JITTOR_CACHE = Path(os.environ.get("cache_path", Path.home() / ".cache" / "jittor"))
-ONEDNN_DIR = JITTOR_CACHE / "mkl" / "dnnl_lnx_2.2.0_cpu_gomp"
+#: Where Jittor 1.3.11 looks for its oneDNN ("mkl") package (``~/.cache/jittor/mkl``,
+#: independent of ``cache_path``).
+ONEDNN_DIR = Path.home() / ".cache" / "jittor" / "mkl" / "dnnl_lnx_2.2.0_cpu_gomp"
 DEBIAN_DNNL_INCLUDE = Path("/usr/include/oneapi/dnnl")
 DEBIAN_DNNL_LIBS = [Path("/usr/lib/x86_64-linux-gnu/libdnnl.so"), Path("/usr/lib/aarch64-linux-gnu/libdnnl.so"),
                     Path("/lib/x86_64-linux-gnu/libdnnl.so")]
@@ -78,48 +78,53 @@ def link_debian_onednn(target: Path = ONEDNN_DIR) -> bool:
     return (include / "dnnl.h").exists() and lib.exists()
 
 
-def _setdefault_env(key: str, value: str, why: str) -> None:
-    if key not in os.environ:
-        os.environ[key] = value
-        STATE.setdefault("env_set", {})[key] = f"{value}  ({why})"
+def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR) -> dict:
+    """Prepare ``env`` (default ``os.environ``) for ``import jittor``; idempotent.
 
+    ``env``, ``state`` and ``onednn_dir`` are parameters so that tests can run the
+    decisions on a scratch environment.
+    """
+    env = os.environ if env is None else env
+    state = STATE if state is None else state
+    if state.get("done"):
+        return state
+    if "jittor" in sys.modules and env is os.environ:
+        state["imported_too_late"] = True  # flags are already fixed; report, don't fail
 
-def bootstrap() -> dict:
-    """Prepare the environment for ``import jittor``; idempotent."""
-    if STATE.get("done"):
-        return STATE
-    if "jittor" in sys.modules:
-        STATE["imported_too_late"] = True  # flags are already fixed; report, don't fail
+    def setdefault_env(key: str, value: str, why: str) -> None:
+        if key not in env:
+            env[key] = value
+            state.setdefault("env_set", {})[key] = f"{value}  ({why})"
 
-    STATE["cuda_devices"] = n_gpu = cuda_device_count()
+    state["cuda_devices"] = n_gpu = cuda_device_count()
     if n_gpu == 0:
-        _setdefault_env("nvcc_path", "", "no CUDA device: use the CPU")
+        setdefault_env("nvcc_path", "", "no CUDA device: use the CPU")
     else:
         # Offline, these would be downloaded on first use.
         for flag in ("use_cutt", "use_cutlass", "use_nccl"):
-            _setdefault_env(flag, "0", "offline-safe default")
+            setdefault_env(flag, "0", "offline-safe default")
 
-    if os.environ.get("use_mkl") == "0":
-        STATE["onednn"] = False
-        STATE["onednn_reason"] = "disabled by use_mkl=0 in the environment"
-    elif link_debian_onednn():
-        STATE["onednn"] = True
-        STATE["onednn_reason"] = f"linked at {ONEDNN_DIR}"
+    if env.get("use_mkl") == "0":
+        state["onednn"] = False
+        state["onednn_reason"] = "disabled by use_mkl=0 in the environment"
+    elif link_debian_onednn(onednn_dir):
+        state["onednn"] = True
+        state["onednn_reason"] = f"linked at {onednn_dir}"
     else:
-        STATE["onednn"] = False
-        STATE["onednn_reason"] = "Debian libdnnl-dev not installed"
-        os.environ["use_mkl"] = "0"
+        state["onednn"] = False
+        state["onednn_reason"] = "Debian libdnnl-dev not installed"
+        env["use_mkl"] = "0"
         warnings.warn(
             "\n" + "!" * 78 + "\n"
             "unidetector: oneDNN is NOT available, so Jittor convolutions will be ~100x slower.\n"
             "  Fix: sudo apt-get install libdnnl-dev   (then re-run; the link is made for you)\n"
             + "!" * 78, RuntimeWarning, stacklevel=2)
 
-    if not os.environ.get("UNIDET_VERBOSE"):
-        _setdefault_env("log_silent", "1", "quiet Jittor logs; UNIDET_VERBOSE=1 shows them")
-    STATE["threads"] = int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
-    STATE["done"] = True
-    return STATE
+    if not env.get("UNIDET_VERBOSE"):
+        setdefault_env("log_silent", "1", "quiet Jittor logs; UNIDET_VERBOSE=1 shows them")
+    state["threads"] = int(env.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+    state["done"] = True
+    return state
 
 
 def seed_everything(seed: int) -> None:

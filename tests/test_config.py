@@ -1,0 +1,91 @@
+"""Config loading (``_base_``, ``--cfg-options``) and build errors that say where."""
+import textwrap
+
+import pytest
+
+from unidetector.config import DictAction, load_config
+from unidetector.registry import ConfigError, Registry, build
+
+TOYS = Registry("toy")
+
+
+@TOYS.register_module()
+class Box:
+    def __init__(self, size, colour="red"):
+        self.size, self.colour = size, colour
+
+
+@TOYS.register_module()
+class Stack:
+    def __init__(self, **parts):
+        self.parts = parts
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def cfg_files(tmp_path):
+    write(tmp_path / "base.py", """
+        model = dict(type='Box', size=3, colour='red')
+        optimizer = dict(type='SGD', lr=0.02, momentum=0.9)
+        data = dict(samples_per_gpu=2)
+    """)
+    child = write(tmp_path / "child.py", """
+        _base_ = './base.py'
+        model = dict(colour='blue')
+        optimizer = dict(lr=0.002)
+    """)
+    return child
+
+
+def test_base_inheritance_merges_dicts(cfg_files):
+    cfg = load_config(cfg_files)
+    assert cfg.model == dict(type="Box", size=3, colour="blue")
+    assert cfg.optimizer.lr == 0.002 and cfg.optimizer.momentum == 0.9
+    assert cfg.data.samples_per_gpu == 2
+
+
+def test_cfg_options_override(cfg_files):
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    args = parser.parse_args(["--cfg-options", "model.size=7", "optimizer.lr=0.1", "data.samples_per_gpu=4"])
+    cfg = load_config(cfg_files, args.cfg_options)
+    assert cfg.model.size == 7 and cfg.optimizer.lr == 0.1 and cfg.data.samples_per_gpu == 4
+    assert build(cfg.model, TOYS).size == 7
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        load_config(tmp_path / "nope.py")
+
+
+def test_unknown_type_names_file_key_path_and_alternatives(tmp_path):
+    cfg = load_config(write(tmp_path / "bad.py", "model = dict(head=dict(type='Bx', size=1))\n"))
+    with pytest.raises(ConfigError) as e:
+        build(cfg.model.head, TOYS, key_path="model.head", filename=cfg.filename)
+    msg = str(e.value)
+    assert "bad.py" in msg and "model.head.type" in msg and "'Bx'" in msg
+    assert "Did you mean Box" in msg and "Registered: Box, Stack" in msg
+
+
+def test_unexpected_keyword_names_key_and_accepted_args(tmp_path):
+    cfg = load_config(write(tmp_path / "bad.py", "model = dict(type='Box', size=1, colur='blue')\n"))
+    with pytest.raises(ConfigError) as e:
+        build(cfg.model, TOYS, key_path="model", filename=cfg.filename)
+    msg = str(e.value)
+    assert "bad.py: model" in msg and "'colur'" in msg and "accepts: colour, size" in msg
+
+
+def test_build_passes_defaults_and_var_kwargs():
+    assert build(dict(type="Box"), TOYS, size=2).size == 2
+    assert build(dict(type="Box", size=5), TOYS, size=2).size == 5  # config wins
+    assert build(dict(type="Stack", a=1, b=2), TOYS).parts == {"a": 1, "b": 2}
+
+
+def test_not_a_type_dict_is_an_error():
+    with pytest.raises(ConfigError, match="expected a dict with a 'type' key"):
+        build(dict(size=1), TOYS, key_path="model")

@@ -1,0 +1,69 @@
+"""The Jittor bootstrap: CPU path without CUDA, oneDNN link or loud fallback."""
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from unidetector import runtime
+
+
+def test_no_cuda_device_selects_cpu_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 0)
+    env, state = {}, {}
+    runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
+    assert env["nvcc_path"] == ""
+    assert state["cuda_devices"] == 0
+    assert "nvcc_path" in state["env_set"]
+
+
+def test_cuda_device_keeps_nvcc_and_sets_offline_flags(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 1)
+    env, state = {}, {}
+    runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
+    assert "nvcc_path" not in env
+    assert env["use_cutt"] == env["use_cutlass"] == env["use_nccl"] == "0"
+
+
+def test_user_settings_win(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 0)
+    env, state = {"nvcc_path": "/opt/cuda/bin/nvcc", "log_silent": "0"}, {}
+    runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
+    assert env["nvcc_path"] == "/opt/cuda/bin/nvcc" and env["log_silent"] == "0"
+
+
+@pytest.mark.skipif(not (runtime.DEBIAN_DNNL_INCLUDE / "dnnl.h").exists(),
+                    reason="Debian libdnnl-dev is not installed (the README install provides it)")
+def test_onednn_link_is_created(tmp_path):
+    target = tmp_path / "mkl" / "dnnl_lnx_2.2.0_cpu_gomp"
+    assert runtime.link_debian_onednn(target)
+    assert (target / "include" / "dnnl.h").exists()
+    assert (target / "lib" / "libmkldnn.so").resolve().name.startswith("libdnnl.so")
+    assert runtime.link_debian_onednn(target)  # idempotent
+
+
+def test_missing_onednn_falls_back_with_one_loud_warning(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "DEBIAN_DNNL_INCLUDE", tmp_path / "nowhere")
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 0)
+    env, state = {}, {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
+        runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")  # second call: no new warning
+    assert env["use_mkl"] == "0" and state["onednn"] is False
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(msgs) == 1 and "libdnnl-dev" in msgs[0] and "100x slower" in msgs[0]
+
+
+def test_doctor_json_reports_onednn():
+    out = subprocess.run([sys.executable, "-m", "unidetector.cli", "doctor", "--json"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["jittor_version"].startswith("1.3")
+    assert isinstance(report["onednn"], bool)
+    if (runtime.DEBIAN_DNNL_INCLUDE / "dnnl.h").exists():
+        assert report["onednn"] is True, report
+    else:
+        assert report["onednn"] is False and any("libdnnl-dev" in f for f in report["fixes"])

@@ -1,0 +1,159 @@
+"""Data tools.
+
+  unidet data synth   --out DIR [--seed S] [--size small|full] [--embed-dim D]
+  unidet data subset  --ann X.json --percent P [--seed S]      -> X.{S}@{P}.json (official rule)
+  unidet data catinfo --ann X.json                             -> X_cat_info.json
+  unidet data check   --ann X.json [--img-dir D]               (exit 1 if any problem)
+  unidet data show    --ann X.json --img-dir D --out grid.png [--num N]
+"""
+from __future__ import annotations
+
+import json
+import os.path as osp
+import sys
+
+HELP = "datasets: synthetic world, subsets, category info, checks, previews"
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("synth", help="generate the synthetic open world (COCO/LVIS json, images, embeddings)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=("small", "full"), default="small")
+    p.add_argument("--embed-dim", type=int, default=None, help="text embedding dimension (default 1024)")
+    p = sub.add_parser("subset", help="random image subset, official extract_random_images.py rule")
+    p.add_argument("--ann", required=True)
+    p.add_argument("--percent", type=float, required=True)
+    p.add_argument("--seed", type=int, default=1)
+    p = sub.add_parser("catinfo", help="category image/instance counts, official get_cat_info.py")
+    p.add_argument("--ann", required=True)
+    p = sub.add_parser("check", help="validate an annotation file and its images; lists every problem")
+    p.add_argument("--ann", required=True)
+    p.add_argument("--img-dir", default=None, help="image folder (img_prefix); omit to skip image checks")
+    p.add_argument("--quiet", action="store_true", help="do not print notes")
+    p = sub.add_parser("show", help="PNG grid of annotated images")
+    p.add_argument("--ann", required=True)
+    p.add_argument("--img-dir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--num", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(_data_parser=parser)
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run(args) -> int:
+    cmd = getattr(args, "data_command", None)
+    if cmd is None:
+        args._data_parser.print_help()
+        return 2
+    return {"synth": _synth, "subset": _subset, "catinfo": _catinfo, "check": _check, "show": _show}[cmd](args)
+
+
+def _synth(args) -> int:
+    import time
+
+    from ..data.synthetic import generate_world
+    from ..text.synthetic_encoder import DEFAULT_DIM
+
+    t = time.time()
+    world = generate_world(args.out, seed=args.seed, size=args.size, embed_dim=args.embed_dim or DEFAULT_DIM)
+    s = world["stats"]
+    print(f"synthetic world ({args.size}, seed {args.seed}) written to {args.out} in {time.time() - t:.1f} s")
+    print(f"  train_a.json: {s['train_a_images']} images, {s['train_a_boxes']} boxes, "
+          f"{len(world['vocabularies']['a'])} classes, {s['train_a_unlabelled_objects']} unlabelled objects")
+    print(f"  train_b.json: {s['train_b_images']} images, {s['train_b_boxes']} boxes, "
+          f"{len(world['vocabularies']['b'])} classes, {s['train_b_unlabelled_objects']} unlabelled objects")
+    print(f"  val_lvis.json: {s['val_images']} images, {s['val_boxes']} boxes, {len(world['vocabularies']['test'])} "
+          f"classes ({len(world['vocabularies']['novel'])} novel)")
+    print("  embeddings: emb_a.npy, emb_b.npy, emb_lvis.npy; vocabulary split: world.json")
+    return 0
+
+
+def _subset(args) -> int:
+    from ..data.ann_tools import random_subset, subset_filename
+
+    data = _read(args.ann)
+    out = random_subset(data, args.percent, args.seed)
+    path = subset_filename(args.ann, args.seed, args.percent)
+    with open(path, "w") as f:
+        json.dump(out, f)
+    print(f"{path}: {len(out['images'])} of {len(data['images'])} images, {len(out['annotations'])} annotations")
+    return 0
+
+
+def _catinfo(args) -> int:
+    from ..data.ann_tools import cat_info_filename, category_info
+
+    cats = category_info(_read(args.ann))
+    path = cat_info_filename(args.ann)
+    with open(path, "w") as f:
+        json.dump(cats, f)
+    zero = sum(c["image_count"] == 0 for c in cats)
+    print(f"{path}: {len(cats)} categories ({zero} with no image)")
+    return 0
+
+
+def _check(args) -> int:
+    from ..data.ann_tools import check_annotations
+
+    problems, notes = check_annotations(args.ann, args.img_dir)
+    if not args.quiet:
+        for n in notes:
+            print(f"note: {n}")
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    print(f"{args.ann}: {len(problems)} problem(s), {len(notes)} note(s)"
+          + ("" if args.img_dir else " (images not checked: no --img-dir)"))
+    return 1 if problems else 0
+
+
+def _show(args) -> int:
+    import cv2
+    import numpy as np
+
+    from ..data.transforms import ImageLoadError, read_image
+
+    data = _read(args.ann)
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    by_img = {}
+    for a in data["annotations"]:
+        by_img.setdefault(a["image_id"], []).append(a)
+    images = data["images"]
+    rng = np.random.default_rng(args.seed)
+    pick = rng.choice(len(images), size=min(args.num, len(images)), replace=False) if images else []
+    tiles, cell = [], 384
+    for i in sorted(int(k) for k in pick):
+        img_info = images[i]
+        name = img_info.get("file_name") or img_info["coco_url"].replace("http://images.cocodataset.org/", "")
+        try:
+            img = read_image(osp.join(args.img_dir, name))
+        except ImageLoadError as e:
+            print(f"PROBLEM: {e}", file=sys.stderr)
+            return 1
+        for a in by_img.get(img_info["id"], []):
+            x, y, w, h = (int(round(v)) for v in a["bbox"])
+            cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 255), 2)
+            cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 0), 1)
+            label = names.get(a["category_id"], str(a["category_id"]))
+            cv2.putText(img, label, (x + 2, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3)
+            cv2.putText(img, label, (x + 2, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
+        scale = cell / max(img.shape[:2])
+        img = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)))
+        tile = np.full((cell, cell, 3), 255, np.uint8)
+        tile[:img.shape[0], :img.shape[1]] = img
+        tiles.append(tile)
+    if not tiles:
+        print(f"{args.ann}: no images to show", file=sys.stderr)
+        return 1
+    cols = min(3, len(tiles))
+    while len(tiles) % cols:
+        tiles.append(np.full_like(tiles[0], 255))
+    grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
+    cv2.imwrite(args.out, grid)
+    print(f"{args.out}: {len(pick)} images")
+    return 0

@@ -1,0 +1,4 @@
+"""Backbones (registered in ``unidetector.registry.MODELS``)."""
+from .clip_resnet import CLIPBottleneck, CLIPResNet, make_clip_res_layer
+
+__all__ = ["CLIPBottleneck", "CLIPResNet", "make_clip_res_layer"]

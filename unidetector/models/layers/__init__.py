@@ -1,0 +1,5 @@
+"""Building blocks shared by several models."""
+from .attention_pool import AttentionPool2d
+from .batch_norm import EvalBatchNorm2d
+
+__all__ = ["AttentionPool2d", "EvalBatchNorm2d"]

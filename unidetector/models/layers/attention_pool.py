@@ -1,0 +1,51 @@
+"""CLIP's ``AttentionPool2d`` (the QKV attention that replaces global average pooling)."""
+from __future__ import annotations
+
+import jittor as jt
+from jittor import nn
+
+
+class AttentionPool2d(nn.Module):
+    """Attention pooling of a (N, C, H, W) map to (N, output_dim), as in CLIP ModifiedResNet.
+
+    Tokens are ``[mean over the H·W positions; the H·W positions] + positional_embedding``;
+    separate ``q_proj``/``k_proj``/``v_proj`` (C→C), ``num_heads`` heads with scale
+    ``1/sqrt(C/num_heads)``, output projection ``c_proj`` (C→output_dim). Only the token-0
+    (mean-token) output is returned, so only its query is computed (a 1×(HW+1) attention).
+
+    Parameter names equal the official ones (``positional_embedding``, ``q_proj``, ``k_proj``,
+    ``v_proj``, ``c_proj``); official sizes: ``AttentionPool2d(7, 2048, 32, 1024)``.
+    The input must have exactly ``spacial_dim²`` positions (no interpolation, as in the
+    official RoI head and in CLIP's ``encode_image`` at the native resolution).
+    """
+
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"AttentionPool2d: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.spacial_dim = spacial_dim
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.output_dim = output_dim or embed_dim
+        self.positional_embedding = jt.randn(spacial_dim ** 2 + 1, embed_dim) / embed_dim ** 0.5
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.c_proj = nn.Linear(embed_dim, self.output_dim)
+
+    def execute(self, x):
+        n, c, h, w = x.shape
+        length = h * w + 1
+        if length != self.positional_embedding.shape[0] or c != self.embed_dim:
+            raise ValueError(f"AttentionPool2d: input (N, {c}, {h}, {w}) does not fit embed_dim {self.embed_dim} "
+                             f"and a {self.spacial_dim}x{self.spacial_dim} positional embedding")
+        tokens = x.reshape(n, c, h * w).transpose(0, 2, 1)                     # (N, HW, C)
+        tokens = jt.concat([tokens.mean(dim=1, keepdims=True), tokens], dim=1)  # (N, HW+1, C)
+        tokens = tokens + self.positional_embedding.unsqueeze(0)
+        heads, head_dim = self.num_heads, c // self.num_heads
+        q = self.q_proj(tokens[:, 0]).reshape(n, heads, 1, head_dim) * (head_dim ** -0.5)
+        k = self.k_proj(tokens).reshape(n, length, heads, head_dim).transpose(0, 2, 3, 1)  # (N, h, d, L)
+        v = self.v_proj(tokens).reshape(n, length, heads, head_dim).transpose(0, 2, 1, 3)  # (N, h, L, d)
+        attn = nn.softmax(jt.matmul(q, k), dim=-1)                                          # (N, h, 1, L)
+        out = jt.matmul(attn, v).reshape(n, c)
+        return self.c_proj(out)

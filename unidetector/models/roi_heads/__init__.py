@@ -1,0 +1,1 @@
+"""RoI heads, RoI extractors, shared heads and box heads."""

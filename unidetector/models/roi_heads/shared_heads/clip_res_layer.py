@@ -1,0 +1,43 @@
+"""``CLIPResLayer``: CLIP's ``layer4`` as the RoI shared head (official UniDetector)."""
+from __future__ import annotations
+
+from jittor import nn
+
+from ....registry import MODELS
+from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer
+
+
+@MODELS.register_module()
+class CLIPResLayer(nn.Module):
+    """CLIP ``layer4`` (``layers[3]`` anti-aliased Bottlenecks, the first with stride 2)
+    applied to RoI features: (N, in_channels, 14, 14) → (N, width*32, 7, 7).
+
+    The module path is ``layer4``, so keys read ``roi_head.shared_head.layer4.0.conv1.weight``.
+    All BatchNorms run in eval mode (as the official ``train()`` override does); weights stay
+    trainable.
+
+    Args:
+        layers: blocks per stage of the CLIP ResNet (only ``layers[3]`` is used).
+        output_dim, input_resolution: accepted for config compatibility (unused, as officially).
+        width: CLIP stem width (64 for RN50); layer4 has ``width*8`` planes.
+        pretrained: optional checkpoint path for :meth:`init_weights` (``visual.layer4.*`` or
+            ``roi_head.shared_head.layer4.*`` keys).
+        in_channels: input channels; default ``width*16`` (the official class hard-codes
+            1024 for width 64 and 1280 otherwise, i.e. RN50x4's 80*16).
+    """
+
+    def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
+                 pretrained: str | None = None, in_channels: int | None = None):
+        super().__init__()
+        self.in_channels = in_channels or width * 16
+        self.out_channels = width * 8 * CLIPBottleneck.expansion
+        self.pretrained = pretrained
+        self.layer4 = make_clip_res_layer(self.in_channels, width * 8, layers[3], stride=2)
+
+    def init_weights(self, pretrained: str | None = None):
+        path = pretrained or self.pretrained
+        if path:
+            load_pretrained(self, path, {"visual.layer4.": "layer4.", "roi_head.shared_head.layer4.": "layer4."})
+
+    def execute(self, x):
+        return self.layer4(x)

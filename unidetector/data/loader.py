@@ -7,7 +7,9 @@
 * :class:`DetectionLoader` iterates batches: ``img`` becomes a ``jt.Var``, targets lists of ``jt.Var``
   (``keep_numpy_targets=True`` keeps numpy), metas stay Python. ``num_workers`` uses Jittor's worker
   processes. Training order = :class:`~unidetector.data.samplers.GroupSampler` (aspect-ratio groups,
-  seeded by ``seed`` and the epoch, reseeded at each pass); testing order = dataset order.
+  seeded by ``seed`` and the epoch, reseeded at each pass); testing order = dataset order. In training
+  the numpy RNG of the transforms is reseeded per image from ``(seed, epoch, index)``, so the
+  augmentation does not depend on the number of workers.
 * ``batch_size`` is the **global** batch: under MPI (``jt.in_mpi``) Jittor gives each rank its own
   consecutive share of every batch (``ceil(batch_size / world_size)`` images).
 """
@@ -84,6 +86,10 @@ class DetectionLoader(Dataset):
             self.sampler.set_epoch(epoch)
 
     def __getitem__(self, idx):
+        if self.sampler is not None:
+            # random augmentation (scale, flip) is a function of (seed, epoch, image), whatever the
+            # number of workers or ranks, and differs between epochs
+            np.random.seed(np.random.SeedSequence([self.seed, self.epoch, int(idx)]).generate_state(1)[0])
         return self.dataset_[int(idx)]
 
     def collate_batch(self, batch):
@@ -101,5 +107,9 @@ class DetectionLoader(Dataset):
     def __iter__(self):
         if self.sampler is not None:
             self.sampler.set_epoch(self.epoch)
+        if hasattr(self, "workers"):
+            # Jittor's persistent workers re-read a refreshed index list unreliably between passes;
+            # start fresh ones so each pass uses this epoch's order (and epoch number)
+            self.reset()
         yield from super().__iter__()
         self.epoch += 1

@@ -1,0 +1,392 @@
+"""NMS family with mmcv 1.3.x / mmdet 2.18 semantics: ``nms``, ``soft_nms``, ``batched_nms``,
+``multiclass_nms``.
+
+Boxes are ``(N, 4)`` float32 ``[x1, y1, x2, y2]``; IoU uses ``w = x2 - x1 + offset`` with
+``offset = 0`` (mmdet v2). Jittor's ``jt.nms`` uses ``+1`` and is not used.
+
+How it runs: one ``jt.code`` kernel (CPU and CUDA) processes every class ("segment")
+independently -- on the GPU one thread per class -- so the 1230 LVIS classes need no
+Python loop. Per class it runs the exact mmcv CPU algorithm:
+
+* hard NMS: visit boxes by descending score; drop a later box if ``IoU > thr`` (strict);
+* soft-NMS (mmcv ``softnms_cpu``): repeatedly select the highest remaining score (the
+  first one on ties), multiply every later score by ``exp(-IoU^2 / sigma)``
+  (gaussian), ``1 - IoU`` if ``IoU >= thr`` (linear) or 0 if ``IoU >= thr`` (naive), and
+  drop a box as soon as its score falls below ``min_score`` (swapping the last box in).
+
+``batched_nms`` reproduces mmcv's float32 coordinate offset ``boxes + class * (max + 1)``
+(computed without fused multiply-add), so IoUs -- and the gaussian decay -- are bit-for-bit
+those of mmcv, on both of its paths (one call below ``split_thr`` candidates, one call per
+class above it). Results are ordered by descending (decayed) score, ties by index.
+
+Defined behaviour on bad input (documented deviations from mmcv):
+
+* NaN scores: the box is dropped (never kept, never suppresses others). mmcv's output is
+  undefined for them.
+* Two zero-area boxes have IoU 0 (mmcv computes 0/0 = NaN).
+* Empty inputs return empty ``(0, 5)`` dets and ``(0,)`` int64 indices.
+"""
+from __future__ import annotations
+
+import jittor as jt
+import numpy as np
+
+from .boxes import as_var
+
+__all__ = ["nms", "soft_nms", "batched_nms", "multiclass_nms"]
+
+_METHODS = {"naive": 0, "linear": 1, "gaussian": 2, "hard": 3}
+
+# ------------------------------------------------------------------------------------------
+# Kernel 1: argsort by (primary ascending, secondary descending, index ascending).
+# The key is a strict total order, so the (unstable) library sorts give a unique answer.
+# ------------------------------------------------------------------------------------------
+_SORT_CPU_HEADER = "#include <algorithm>\n#include <numeric>\n"
+_SORT_CPU_SRC = r"""
+const int n = in0_shape0;
+const int* pri = in0_p; const float* sec = in1_p; int* order = out0_p;
+std::iota(order, order + n, 0);
+std::sort(order, order + n, [&](int a, int b) {
+    if (pri[a] != pri[b]) return pri[a] < pri[b];
+    if (sec[a] != sec[b]) return sec[a] > sec[b];
+    return a < b;
+});
+"""
+_SORT_CUDA_HEADER = r"""
+#include <thrust/sort.h>
+#include <thrust/sequence.h>
+#include <thrust/execution_policy.h>
+struct LexKeyGreater {
+    const int* pri; const float* sec;
+    __host__ __device__ bool operator()(int a, int b) const {
+        if (pri[a] != pri[b]) return pri[a] < pri[b];
+        if (sec[a] != sec[b]) return sec[a] > sec[b];
+        return a < b;
+    }
+};
+"""
+_SORT_CUDA_SRC = r"""
+const int n = in0_shape0;
+thrust::sequence(thrust::device, out0_p, out0_p + n);
+thrust::sort(thrust::device, out0_p, out0_p + n, LexKeyGreater{in0_p, in1_p});
+"""
+
+
+def _lexsort(primary: jt.Var, secondary: jt.Var) -> jt.Var:
+    """``(N,)`` int32 permutation sorting by primary asc, then secondary desc, then index asc."""
+    return jt.code(primary.shape, "int32", [primary.int32(), secondary.float32()],
+                   cpu_header=_SORT_CPU_HEADER, cpu_src=_SORT_CPU_SRC,
+                   cuda_header=_SORT_CUDA_HEADER, cuda_src=_SORT_CUDA_SRC)
+
+
+# ------------------------------------------------------------------------------------------
+# Kernel 2: per-segment NMS / soft-NMS.
+# in0 boxes (N,4), in1 scores (N,), in2 class id (N,) int32 (coordinate offset multiplier),
+# in3 max_coordinate + 1 (1,), in4 order (N,) int32: positions grouped by class; within a
+# class by descending score (hard NMS) or by index (soft-NMS, mmcv processes in index order).
+# out0 decayed score (N,), out1 rank in the class's processing order or -1 (dropped),
+# out2/out3 scratch (N,6) float / (N,) int.
+# ------------------------------------------------------------------------------------------
+_NMS_COMMON = r"""
+// Offset coordinate b + cls * (max + 1), rounded after the product as in PyTorch (no FMA).
+__HD__ inline float offset_coord(float b, int cls, float mc1) {{
+#ifdef __CUDA_ARCH__
+    return __fadd_rn(b, __fmul_rn((float)cls, mc1));
+#else
+    volatile float off = (float)cls * mc1;
+    return b + off;
+#endif
+}}
+
+__HD__ inline float box_iou(const float* a, const float* b) {{  // a, b: x1 y1 x2 y2 area
+    const float w = fmaxf(0.f, fminf(a[2], b[2]) - fmaxf(a[0], b[0]) + {offset});
+    const float h = fmaxf(0.f, fminf(a[3], b[3]) - fmaxf(a[1], b[1]) + {offset});
+    const float inter = w * h;
+    const float uni = a[4] + b[4] - inter;
+    return uni > 0.f ? inter / uni : 0.f;
+}}
+
+// Process positions [s, e) of `order` (one class). W: (N,6) scratch rows x1 y1 x2 y2 area score.
+__HD__ inline void segment_nms(int s, int e, const float* boxes, const float* scores, const int* cls,
+                               float mc1, const int* order, float* new_score, int* rank, float* W, int* ID) {{
+    for (int p = s; p < e; p++) {{
+        const int j = order[p];
+        float* w = W + 6 * p;
+        for (int k = 0; k < 4; k++) w[k] = offset_coord(boxes[4 * j + k], cls[j], mc1);
+        w[4] = (w[2] - w[0] + {offset}) * (w[3] - w[1] + {offset});
+        w[5] = scores[j];
+        ID[p] = j;
+        rank[j] = -1;
+    }}
+    if ({method} == 3) {{  // hard NMS; positions are sorted by descending score
+        int r = 0;
+        for (int i = s; i < e; i++) {{
+            if (ID[i] < 0) continue;
+            new_score[ID[i]] = W[6 * i + 5];
+            rank[ID[i]] = r++;
+            for (int p = i + 1; p < e; p++)
+                if (ID[p] >= 0 && box_iou(W + 6 * i, W + 6 * p) > {iou_threshold}) ID[p] = -1;
+        }}
+        return;
+    }}
+    int end = e;  // soft-NMS: mmcv softnms_cpu on positions [s, end)
+    for (int i = s; i < end; i++) {{
+        int best = i;
+        for (int p = i + 1; p < end; p++) if (W[6 * best + 5] < W[6 * p + 5]) best = p;
+        for (int k = 0; k < 6; k++) {{ float t = W[6 * i + k]; W[6 * i + k] = W[6 * best + k]; W[6 * best + k] = t; }}
+        int t = ID[i]; ID[i] = ID[best]; ID[best] = t;
+        new_score[ID[i]] = W[6 * i + 5];
+        rank[ID[i]] = i - s;
+        for (int p = i + 1; p < end; p++) {{
+            const float ovr = box_iou(W + 6 * i, W + 6 * p);
+            float weight = 1.f;
+            if ({method} == 0) {{ if (ovr >= {iou_threshold}) weight = 0.f; }}
+            else if ({method} == 1) {{ if (ovr >= {iou_threshold}) weight = 1.f - ovr; }}
+            else if (ovr != 0.f) weight = expf(-(ovr * ovr) / {sigma});
+            W[6 * p + 5] *= weight;
+            if (W[6 * p + 5] < {min_score}) {{  // drop: move the last box here and re-visit p
+                end--;
+                for (int k = 0; k < 6; k++) W[6 * p + k] = W[6 * end + k];
+                ID[p] = ID[end];
+                p--;
+            }}
+        }}
+    }}
+}}
+
+__HD__ inline bool segment_start(int p, const int* order, const int* cls) {{
+    return p == 0 || cls[order[p]] != cls[order[p - 1]];
+}}
+"""
+
+_NMS_CPU_SRC = r"""
+const int n = in0_shape0;
+for (int s = 0; s < n;) {
+    int e = s + 1;
+    while (e < n && !segment_start(e, in4_p, in2_p)) e++;
+    segment_nms(s, e, in0_p, in1_p, in2_p, in3_p[0], in4_p, out0_p, out1_p, out2_p, out3_p);
+    s = e;
+}
+"""
+
+_NMS_CUDA_KERNEL = r"""
+__global__ void segment_nms_kernel(@ARGS_DEF) {
+    @PRECALC
+    const int n = in0_shape0;
+    const int s = blockIdx.x * blockDim.x + threadIdx.x;
+    if (s >= n || !segment_start(s, in4_p, in2_p)) return;
+    int e = s + 1;
+    while (e < n && !segment_start(e, in4_p, in2_p)) e++;
+    segment_nms(s, e, in0_p, in1_p, in2_p, in3_p[0], in4_p, out0_p, out1_p, out2_p, out3_p);
+}
+"""
+
+_NMS_CUDA_SRC = r"""
+const int n = in0_shape0;
+segment_nms_kernel<<<(n + 127) / 128, 128>>>(@ARGS);
+"""
+
+
+def _c_float(x: float) -> str:
+    return f"((float){float(x)!r})"
+
+
+def _segment_nms(boxes, scores, class_ids, mc1, order, method: str, iou_threshold: float, sigma: float = 0.5,
+                 min_score: float = 1e-3, offset: int = 0):
+    """Run the NMS kernel; returns ``(new_scores (N,), rank (N,))``, rank -1 = dropped."""
+    common = _NMS_COMMON.format(method=_METHODS[method], iou_threshold=_c_float(iou_threshold),
+                                sigma=_c_float(sigma), min_score=_c_float(min_score), offset=f"{int(offset)}.f")
+    n = boxes.shape[0]
+    new_scores, rank, _, _ = jt.code(
+        [(n,), (n,), (n, 6), (n,)], ["float32", "int32", "float32", "int32"],
+        [boxes, scores, class_ids, mc1, order],
+        cpu_header="#include <cmath>\n#include <algorithm>\n#define __HD__\n" + common, cpu_src=_NMS_CPU_SRC,
+        cuda_header="#define __HD__ __host__ __device__\n" + common + _NMS_CUDA_KERNEL, cuda_src=_NMS_CUDA_SRC)
+    return new_scores, rank
+
+
+def _prepare(boxes, scores, name: str):
+    """Validate ``(N, 4)`` boxes and ``(N,)`` scores; return Vars and the indices of non-NaN scores."""
+    boxes, scores = as_var(boxes), as_var(scores)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name}: boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f"{name}: scores must have shape ({boxes.shape[0]},), got {tuple(scores.shape)}")
+    return boxes, scores
+
+
+def _empty():
+    return jt.zeros((0, 5), dtype="float32"), jt.zeros((0,), dtype="int64")
+
+
+def _run(boxes, scores, class_ids, nms_type: str, order_by_rank: bool, iou_threshold: float, offset: int = 0,
+         sigma: float = 0.5, min_score: float = 1e-3, method: str = "gaussian", max_num: int = -1):
+    """Per-class NMS of (N,4) boxes; returns ``(dets (k,5), keep (k,) int64)``.
+
+    ``class_ids=None`` means one class and no coordinate offset. NaN scores are dropped first.
+    """
+    finite = jt.where(jt.logical_not(jt.isnan(scores)))[0]
+    subset = finite.shape[0] < boxes.shape[0]
+    if subset:
+        boxes, scores = boxes[finite], scores[finite]
+        class_ids = None if class_ids is None else class_ids[finite]
+    if boxes.shape[0] == 0:
+        return _empty()
+    n = boxes.shape[0]
+    if class_ids is None:
+        class_ids, mc1 = jt.zeros((n,), dtype="int32"), jt.zeros((1,), dtype="float32")
+    else:
+        class_ids = class_ids.int32()
+        mc1 = (boxes.max() + 1.0).reshape(1)  # mmcv: max_coordinate + 1, in float32
+    hard = nms_type == "nms"
+    order = _lexsort(class_ids, scores if hard else jt.zeros((n,), dtype="float32"))
+    new_scores, rank = _segment_nms(boxes, scores, class_ids, mc1, order, "hard" if hard else method,
+                                    iou_threshold, sigma, min_score, offset)
+    kept = jt.where(rank >= 0)[0]
+    if kept.shape[0] == 0:
+        return _empty()
+    if order_by_rank:  # processing order of a single class
+        perm = _lexsort(rank[kept], jt.zeros(kept.shape, dtype="float32"))
+    else:
+        perm = _lexsort(jt.zeros(kept.shape, dtype="int32"), new_scores[kept])
+    if max_num > 0:
+        perm = perm[:max_num]
+    keep = kept[perm]
+    dets = jt.concat([boxes[keep], new_scores[keep][:, None]], dim=1)
+    return dets, (finite[keep] if subset else keep).int64()
+
+
+def nms(boxes, scores, iou_threshold: float, offset: int = 0, score_threshold: float = 0, max_num: int = -1):
+    """mmcv ``nms``: greedy NMS, keeping box j unless ``IoU > iou_threshold`` with a kept box.
+
+    Args:
+        boxes: ``(N, 4)`` float32.
+        scores: ``(N,)`` float32.
+        iou_threshold: IoU above which a lower-scored box is suppressed.
+        offset: 0 (mmdet v2) or 1 (``+1`` widths).
+        score_threshold: if > 0, only boxes with ``score > score_threshold`` take part.
+        max_num: if > 0, keep at most this many.
+
+    Returns:
+        ``dets`` ``(k, 5)`` ``[x1, y1, x2, y2, score]`` by descending score, and
+        ``keep`` ``(k,)`` int64 indices into the input.
+    """
+    boxes, scores = _prepare(boxes, scores, "nms")
+    valid = None
+    if score_threshold > 0:
+        valid = jt.where((scores > score_threshold) & jt.logical_not(jt.isnan(scores)))[0]
+        boxes, scores = boxes[valid], scores[valid]
+    dets, keep = _run(boxes, scores, None, "nms", True, iou_threshold, offset, max_num=max_num)
+    return dets, _map_back(keep, scores, valid)
+
+
+def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, min_score: float = 1e-3,
+             method: str = "linear", offset: int = 0):
+    """mmcv ``soft_nms`` (defaults as mmcv: linear, sigma 0.5, min_score 1e-3).
+
+    Args:
+        boxes: ``(N, 4)``; scores: ``(N,)``.
+        iou_threshold: used by the linear and naive methods only.
+        sigma: gaussian ``exp(-IoU^2 / sigma)``.
+        min_score: a box whose decayed score falls below it is dropped.
+        method: ``'gaussian'``, ``'linear'`` or ``'naive'``.
+
+    Returns:
+        ``dets`` ``(k, 5)`` with the DECAYED scores in processing (descending) order, and
+        ``inds`` ``(k,)`` int64 indices into the input.
+    """
+    if method not in ("naive", "linear", "gaussian"):
+        raise ValueError(f"soft_nms method must be 'naive', 'linear' or 'gaussian', got {method!r}")
+    boxes, scores = _prepare(boxes, scores, "soft_nms")
+    return _run(boxes, scores, None, "soft_nms", True, iou_threshold, offset, sigma, min_score, method)
+
+
+def _map_back(keep, scores, valid):
+    """Indices into a subset -> indices into the full input."""
+    keep = keep.int64()
+    return keep if valid is None or keep.shape[0] == 0 else valid[keep].int64()
+
+
+def batched_nms(boxes, scores, idxs, nms_cfg: dict, class_agnostic: bool = False):
+    """mmcv ``batched_nms``: NMS within each class of ``idxs``.
+
+    Args:
+        boxes: ``(N, 4)``; scores: ``(N,)``; idxs: ``(N,)`` int class of each box.
+        nms_cfg: ``dict(type='nms' | 'soft_nms', iou_threshold=..., [sigma, min_score,
+            method, offset, max_num, split_thr, class_agnostic])``. ``split_thr`` selects
+            mmcv's code path, which here gives identical results.
+        class_agnostic: one NMS over all boxes.
+
+    Returns:
+        ``dets`` ``(k, 5)`` (original boxes, decayed scores for soft-NMS) by descending
+        score, and ``keep`` ``(k,)`` int64 indices into the input.
+    """
+    cfg = dict(nms_cfg)
+    class_agnostic = cfg.pop("class_agnostic", class_agnostic)
+    nms_type = cfg.pop("type", "nms")
+    cfg.pop("split_thr", None)
+    if nms_type not in ("nms", "soft_nms"):
+        raise ValueError(f"batched_nms: nms type must be 'nms' or 'soft_nms', got {nms_type!r}")
+    boxes, scores = _prepare(boxes, scores, "batched_nms")
+    idxs = as_var(idxs, "int64")
+    if idxs.shape != (boxes.shape[0],):
+        raise ValueError(f"batched_nms: idxs must have shape ({boxes.shape[0]},), got {tuple(idxs.shape)}")
+    iou_threshold = cfg.pop("iou_threshold", 0.3 if nms_type == "soft_nms" else None)
+    if iou_threshold is None:
+        raise ValueError("batched_nms: nms_cfg needs iou_threshold")
+    extra = dict(offset=cfg.pop("offset", 0), max_num=cfg.pop("max_num", -1))
+    if nms_type == "soft_nms":
+        extra.update(sigma=cfg.pop("sigma", 0.5), min_score=cfg.pop("min_score", 1e-3),
+                     method=cfg.pop("method", "linear"))
+    if cfg:
+        raise ValueError(f"batched_nms: unsupported nms_cfg keys {sorted(cfg)}")
+    return _run(boxes, scores, None if class_agnostic else idxs, nms_type, class_agnostic, iou_threshold, **extra)
+
+
+def multiclass_nms(multi_bboxes, multi_scores, score_thr: float, nms_cfg: dict, max_num: int = -1,
+                   score_factors=None, return_inds: bool = False):
+    """mmdet ``multiclass_nms``: per-class NMS over every (box, class) pair above ``score_thr``.
+
+    Args:
+        multi_bboxes: ``(n, 4)`` class-agnostic or ``(n, 4 * C)`` class-specific boxes.
+        multi_scores: ``(n, C + 1)``; the last (background) column is ignored.
+        score_thr: keep pairs with ``score > score_thr`` (strict; NaN is dropped).
+        nms_cfg: as in :func:`batched_nms`.
+        max_num: keep at most this many detections (``-1``: all).
+        score_factors: ``(n,)`` multiplied into the scores *after* thresholding.
+        return_inds: also return the index of each detection in the flattened ``n * C``
+            candidate list (row-major: proposal i, class c -> ``i * C + c``).
+
+    Returns:
+        ``dets`` ``(k, 5)``, ``labels`` ``(k,)`` int64 (and ``inds`` ``(k,)`` int64).
+    """
+    scores_all = as_var(multi_scores)
+    if scores_all.ndim != 2 or scores_all.shape[1] < 2:
+        raise ValueError(f"multiclass_nms: multi_scores must be (n, C+1) with C >= 1, got {tuple(scores_all.shape)}")
+    n, num_classes = scores_all.shape[0], scores_all.shape[1] - 1
+    bboxes = as_var(multi_bboxes)
+    if bboxes.ndim != 2 or bboxes.shape[0] != n or bboxes.shape[1] not in (4, 4 * num_classes):
+        raise ValueError(f"multiclass_nms: multi_bboxes must be ({n}, 4) or ({n}, {4 * num_classes}), "
+                         f"got {tuple(bboxes.shape)}")
+    scores = scores_all[:, :-1].reshape(-1)
+    valid = jt.where((scores > score_thr) & jt.logical_not(jt.isnan(scores)))[0]
+    if score_factors is not None:
+        factors = as_var(score_factors).reshape(-1)
+        if factors.shape[0] != n:
+            raise ValueError(f"multiclass_nms: score_factors must have {n} entries, got {factors.shape[0]}")
+        scores = (scores.reshape(n, num_classes) * factors[:, None]).reshape(-1)
+    if valid.shape[0] == 0:
+        dets, labels, inds = jt.zeros((0, 5), dtype="float32"), jt.zeros((0,), dtype="int64"), \
+            jt.zeros((0,), dtype="int64")
+    else:
+        rows = valid // num_classes
+        labels = (valid % num_classes).int64()
+        if bboxes.shape[1] == 4:
+            cand_boxes = bboxes[rows]
+        else:
+            cand_boxes = bboxes.reshape(n * num_classes, 4)[valid]
+        dets, keep = batched_nms(cand_boxes, scores[valid], labels, nms_cfg)
+        if max_num > 0:
+            dets, keep = dets[:max_num], keep[:max_num]
+        labels, inds = labels[keep], valid[keep].int64()
+    return (dets, labels, inds) if return_inds else (dets, labels)

@@ -1,13 +1,16 @@
 # The two commands of the README. Both install everything first (idempotent).
-.PHONY: install demo test bench
+.PHONY: install install-test demo test bench
 
 install:
 	bash scripts/install.sh
 
+install-test:
+	bash scripts/install.sh --reference
+
 demo: install
 	bash scripts/demo.sh
 
-test: install
+test: install-test
 	bash scripts/test.sh
 
 bench: install

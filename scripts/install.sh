@@ -3,10 +3,19 @@
 #   - Debian libdnnl-dev (oneDNN; without it Jittor's convolutions are ~100x slower)
 #   - a virtual environment with the package and its test extra
 #   - a warm Jittor compile cache (the first use of every op compiles C++)
+#   - with --reference: the reference implementations that tests compare against
+#     (PyTorch CPU, OpenAI's CLIP code, the LVIS API); never used at run time
 # Re-running it is cheap: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+REFERENCE=0
+for arg in "$@"; do
+    case "$arg" in
+        --reference) REFERENCE=1 ;;
+        *) echo "usage: scripts/install.sh [--reference]" >&2; exit 2 ;;
+    esac
+done
 
 need_debs=()
 [ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
@@ -30,6 +39,12 @@ fi
 echo "[install] pip install -e .[test]"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test]"
+if [ "$REFERENCE" = 1 ]; then
+    echo "[install] reference implementations for the tests (torch CPU, OpenAI CLIP code, lvis)"
+    # clip-anytorch without its dependencies: its torchvision pin would pull another torch build.
+    .venv/bin/python -m pip install -q "torch==2.13.0" "lvis==0.5.3"
+    .venv/bin/python -m pip install -q --no-deps "clip-anytorch==2.6.0"
+fi
 
 echo "[install] warming the Jittor compile cache (minutes on a cold cache)"
 .venv/bin/unidet doctor --warm

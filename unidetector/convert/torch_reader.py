@@ -30,6 +30,11 @@ _SCALAR_DTYPES = {"float64": "DoubleStorage", "float32": "FloatStorage", "float1
                   "int": "IntStorage"}
 
 
+_SAFE_MODULES = {"collections", "numpy", "numpy.core.multiarray", "numpy._core.multiarray"}
+_SAFE_GLOBALS = {("builtins", n) for n in ("set", "frozenset", "slice", "complex", "bytearray", "dict", "list",
+                                             "tuple", "int", "float", "str", "bool", "bytes")} | {("_codecs", "encode")}
+
+
 class StorageType:
     """Stand-in for ``torch.FloatStorage`` & co. and for ``torch.float32`` & co."""
 
@@ -119,13 +124,15 @@ class _Unpickler(pickle.Unpickler):
             return type(name, (ScriptObject,), {"qualname": f"{module}.{name}"})
         if module == "torch" and (name in _STORAGE_DTYPES or name in _SCALAR_DTYPES):
             return StorageType(name if name in _STORAGE_DTYPES else _SCALAR_DTYPES[name])
-        if module == "torch" and name in ("device",):
+        if module == "torch" and name == "device":
             return str
-        if module.startswith(("torch", "numpy")) and not module.startswith("numpy.core.multiarray"):
-            if module.startswith("numpy"):
-                return super().find_class(module, name)
+        if module.split(".")[0] == "torch":
             raise pickle.UnpicklingError(f"unsupported PyTorch object {module}.{name} in the checkpoint")
-        return super().find_class(module, name)
+        if (module, name) in _SAFE_GLOBALS or module in _SAFE_MODULES:
+            return super().find_class(module, name)
+        # anything else (mmcv/detectron2 objects in a checkpoint's meta, ...) becomes an inert stub:
+        # no arbitrary import or call happens while reading a checkpoint
+        return type(name, (ScriptObject,), {"qualname": f"{module}.{name}"})
 
     def persistent_load(self, pid):
         kind, storage_type, key = pid[0], pid[1], str(pid[2])

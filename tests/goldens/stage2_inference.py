@@ -45,6 +45,7 @@ def build_model(g, mode):
         model = build(cfg, MODELS, key_path="model")
     report = load_state_dict(model, g.state_dict())
     assert not report.missing and not report.unexpected, report.format()
+    g.assert_close("w/roi_head.bbox_head.zs_weights", model.roi_head.bbox_head.zs_weights)  # from in/zs_npy
     model.eval()
     return model
 

@@ -51,6 +51,9 @@ def build_head(g, tmp: Path, sampler):
     assert head.fc_reg.weight.shape[1] == red["fc_reg"]["in_features"]
     report = load_state_dict(head, g.state_dict(), strict=True, prefix=PREFIX)
     assert not report.missing and not report.unexpected, report.format()
+    for d in range(num_sets):  # the buffers are built from the embeddings, never loaded
+        key = f"w/{PREFIX}zs_weights_{d}"
+        g.assert_close(key, getattr(head, f"zs_weights_{d}"))
     return head
 
 

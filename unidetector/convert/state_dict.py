@@ -9,9 +9,13 @@ parameter's dtype (float16 checkpoints load into float32 models) and size-1 arra
 Rules (mmcv ``load_state_dict`` semantics, made explicit):
 
 * ``num_batches_tracked`` has no counterpart in Jittor's BatchNorm: reported as *ignored*.
-* A shape mismatch is an error, except for the ``zs_weights*`` text-embedding buffers of the
-  CLIP box heads (their size follows the vocabulary of the embedding file, not the checkpoint;
-  official issues #11/#16): those are skipped and reported.
+* The ``zs_weights*`` text-embedding buffers of the CLIP box heads are never copied: they belong
+  to the vocabulary of the model (its ``zeroshot_path`` files), not to the checkpoint. A checkpoint
+  trained on COCO (``zs_weights``, 81 columns) or COCO + O365 (``zs_weights_0/1``) thus loads fully
+  into an LVIS model, and the report lists the checkpoint embeddings that were replaced by the
+  model's own (the official code prints a size-mismatch warning here; issues #11/#16). They never
+  count as missing, unexpected or mismatched.
+* Any other shape mismatch is an error.
 * ``strict=True`` additionally makes missing and unexpected keys an error.
 
 Nothing is copied when the load fails, so a module is never left half-loaded.
@@ -24,8 +28,8 @@ import numpy as np
 
 #: Checkpoint keys that have no Jittor counterpart and are dropped silently (but reported).
 IGNORED_SUFFIXES = ("num_batches_tracked",)
-#: Last key components whose shape may legitimately differ from the model's (skipped).
-MISMATCH_OK_PREFIXES = ("zs_weights",)
+#: Last key components of the text-embedding buffers: always the model's own, never loaded.
+EMBEDDING_PREFIXES = ("zs_weights",)
 
 
 class StateDictError(RuntimeError):
@@ -43,7 +47,8 @@ class LoadReport:
     unexpected: list = field(default_factory=list)     # in the checkpoint, not in the module
     ignored: list = field(default_factory=list)        # e.g. num_batches_tracked
     mismatched: list = field(default_factory=list)     # (key, checkpoint shape, module shape): errors
-    skipped_mismatched: list = field(default_factory=list)  # allowed mismatches (zs_weights*)
+    embeddings_kept: list = field(default_factory=list)   # module zs_weights* keys (model's own vocabulary)
+    embeddings_replaced: list = field(default_factory=list)  # (key, shape) checkpoint zs_weights* not loaded
 
     def errors(self, strict: bool = False) -> list:
         errs = [f"shape mismatch for {k}: checkpoint {tuple(a)} vs module {tuple(b)}" for k, a, b in self.mismatched]
@@ -60,10 +65,13 @@ class LoadReport:
         for name in ("missing", "unexpected", "ignored"):
             ks = getattr(self, name)
             lines.append(f"{name}: {len(ks)}" + (f" [{keys(ks)}]" if ks else ""))
-        for title, items in (("shape mismatches (ERROR)", self.mismatched),
-                             ("shape mismatches skipped (text embeddings)", self.skipped_mismatched)):
-            lines.append(f"{title}: {len(items)}")
-            lines += [f"  {k}: checkpoint {tuple(a)} vs module {tuple(b)}" for k, a, b in items[:max_keys]]
+        lines.append(f"shape mismatches (ERROR): {len(self.mismatched)}")
+        lines += [f"  {k}: checkpoint {tuple(a)} vs module {tuple(b)}" for k, a, b in self.mismatched[:max_keys]]
+        if self.embeddings_kept or self.embeddings_replaced:
+            replaced = ", ".join(f"{k} {tuple(shape)}" for k, shape in self.embeddings_replaced) or "none"
+            lines.append(f"text embeddings: kept the model's own {', '.join(self.embeddings_kept) or '(none)'} "
+                         f"(from its zeroshot_path files); checkpoint embeddings not loaded: {replaced}. "
+                         "This is expected when the vocabulary changes.")
         return "\n".join(lines)
 
     __str__ = format
@@ -85,18 +93,21 @@ def _shape_compatible(src: tuple, dst: tuple) -> bool:
 def match_state_dict(module_sd: dict, state_dict: dict) -> LoadReport:
     """Compare checkpoint keys/shapes with a module's ``state_dict()`` (nothing is copied)."""
     report = LoadReport()
+    is_embedding = (lambda k: k.rsplit(".", 1)[-1].startswith(EMBEDDING_PREFIXES))
+    report.embeddings_kept = [k for k in module_sd if is_embedding(k)]
     for key, value in state_dict.items():
+        if is_embedding(key):
+            report.embeddings_replaced.append((key, tuple(np.shape(value))))
+            continue
         if key not in module_sd:
             (report.ignored if key.endswith(IGNORED_SUFFIXES) else report.unexpected).append(key)
             continue
         src, dst = tuple(np.shape(value)), tuple(module_sd[key].shape)
         if _shape_compatible(src, dst):
             report.loaded.append(key)
-        elif key.rsplit(".", 1)[-1].startswith(MISMATCH_OK_PREFIXES):
-            report.skipped_mismatched.append((key, src, dst))
         else:
             report.mismatched.append((key, src, dst))
-    report.missing = [k for k in module_sd if k not in state_dict]
+    report.missing = [k for k in module_sd if k not in state_dict and not is_embedding(k)]
     return report
 
 
@@ -108,8 +119,8 @@ def load_state_dict(module, state_dict: dict, strict: bool = False, prefix: str 
         state_dict: ``{key: array}``; with ``prefix``, only keys starting with it are used,
             with the prefix removed (e.g. ``prefix='backbone.'`` to load a detector
             checkpoint into the bare backbone).
-        strict: raise on missing/unexpected keys too (shape mismatches always raise,
-            except ``zs_weights*``).
+        strict: raise on missing/unexpected keys too (shape mismatches always raise;
+            ``zs_weights*`` are never loaded, see the module doc).
 
     Returns:
         :class:`LoadReport`. Raises :class:`StateDictError` (nothing copied) on errors.

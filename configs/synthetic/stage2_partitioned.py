@@ -1,0 +1,74 @@
+# Stage 2 on the synthetic open world (CPU, minutes): partitioned CLIP RoI classifier trained on the two
+# training sets with their own vocabularies (A: "coco-like", dataset_id 0; B: "objects365-like", 1).
+#   unidet data synth --out data/synthetic            # images, jsons, cat-info, emb_{a,b,lvis}.npy
+#   (stage 1 on the same world writes data/synthetic/rp_train_a.pkl, rp_train_b.pkl, rp_val_lvis.pkl)
+#   unidet train configs/synthetic/stage2_partitioned.py
+# Reduced CLIP width (16 instead of 64: C4 = 256, C5 = 512 channels, attnpool 8 heads of 64) so that it
+# trains from scratch on a CPU; text embeddings: the synthetic word-vector encoder (D = 1024).
+_base_ = ['../_base_/clip_fast_rcnn_r50_c4.py']
+
+data_root = 'data/synthetic/'
+width = 16
+model = dict(
+    backbone=dict(width=width),
+    roi_head=dict(
+        shared_head=dict(width=width),
+        bbox_roi_extractor=dict(out_channels=width * 16),
+        bbox_head=dict(
+            type='BBoxHeadCLIPPartitioned',
+            in_channels=width * 32,
+            zeroshot_path=[data_root + 'emb_a.npy', data_root + 'emb_b.npy'],
+            cat_freq_path=[data_root + 'train_a_cat_info.json', data_root + 'train_b_cat_info.json'],
+            num_classes=30,             # = max(#A classes, #B classes) = the background label
+            fed_loss_num_cat=50)),
+    train_cfg=dict(rcnn=dict(sampler=dict(num=128))))
+
+img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
+                    to_rgb=True)  # CLIP normalisation (CLIP's 0-1 mean/std x 255), RGB
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadProposals', num_max_proposals=300),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', img_scale=[(640, 256), (640, 384)], keep_ratio=True),
+    dict(type='RandomFlip', flip_ratio=0.5),
+    dict(type='Normalize', **img_norm_cfg),
+    dict(type='Pad', size_divisor=32),
+    dict(type='DefaultFormatBundle'),
+    dict(type='Collect', keys=['img', 'gt_bboxes', 'gt_labels', 'proposals']),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadProposals', num_max_proposals=None),
+    dict(type='MultiScaleFlipAug', img_scale=(640, 384), flip=False,
+         transforms=[
+             dict(type='Resize', keep_ratio=True),
+             dict(type='RandomFlip'),
+             dict(type='Normalize', **img_norm_cfg),
+             dict(type='Pad', size_divisor=32),
+             dict(type='ImageToTensor', keys=['img']),
+             dict(type='ToTensor', keys=['proposals']),
+             dict(type='Collect', keys=['img', 'proposals']),
+         ])
+]
+data = dict(
+    samples_per_gpu=2,
+    workers_per_gpu=0,
+    train=dict(
+        type='ConcatDataset',
+        datasets=[
+            dict(type='CocoDataset', ann_file=data_root + 'train_a.json', img_prefix=data_root + 'images/',
+                 pipeline=train_pipeline, proposal_file=data_root + 'rp_train_a.pkl', dataset_id=0),
+            dict(type='CocoDataset', ann_file=data_root + 'train_b.json', img_prefix=data_root + 'images/',
+                 pipeline=train_pipeline, proposal_file=data_root + 'rp_train_b.pkl', dataset_id=1),
+        ]),
+    test=dict(type='CocoDataset', ann_file=data_root + 'train_a.json', img_prefix=data_root + 'images/',
+              proposal_file=data_root + 'rp_train_a.pkl', pipeline=test_pipeline, test_mode=True))
+
+# the official schedule (SPEC 4.6) scaled to a small world: effective lr 0.002 -> 0.01 from scratch
+optimizer = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.0001,
+                 paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0),
+                                                 'roi_head': dict(lr_mult=0.1, decay_mult=1.0)}))
+optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
+lr_config = dict(policy='step', warmup='linear', warmup_iters=50, warmup_ratio=0.001, step=[8, 11])
+runner = dict(type='EpochBasedRunner', max_epochs=12)
+log_config = dict(interval=10)

@@ -1,0 +1,221 @@
+"""Stage 2: partitioned loss, negative-class sampling, calibration prior, vocabulary-swap loading,
+embedding checks, `unidet calibrate`, and a few SGD steps of the stage-2 detector on a synthetic world."""
+import json
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import unidetector  # noqa: F401  (runtime bootstrap before jittor)
+import jittor as jt
+
+from unidetector.calibration import calibration_weights, class_counts_from_results, load_prior
+from unidetector.cli import main
+from unidetector.convert import load_state_dict
+from unidetector.models import detectors  # noqa: F401  (registers the model types)
+from unidetector.models.roi_heads.bbox_heads import BBoxHeadCLIP, BBoxHeadCLIPInference, BBoxHeadCLIPPartitioned
+from unidetector.models.roi_heads.bbox_heads.bbox_head_clip import UniformNegativeClassSampler
+from unidetector.registry import MODELS, build
+
+IN_CH, DIM = 64, 16  # RoI feature channels (attnpool embed dim, 1 head of 64) and text-embedding dim
+
+
+def embeddings(tmp_path, name, num_classes, seed):
+    path = tmp_path / f"{name}.npy"
+    np.save(path, np.random.default_rng(seed).normal(size=(num_classes, DIM)).astype(np.float32) * 10)
+    return str(path)
+
+
+def cat_info(tmp_path, name, counts):
+    path = tmp_path / f"{name}_cat_info.json"
+    path.write_text(json.dumps([dict(id=i + 1, name=f"c{i}", image_count=int(c)) for i, c in enumerate(counts)]))
+    return str(path)
+
+
+def partitioned_head(tmp_path, sizes=(6, 9), cat_freq=None, **kw):
+    return BBoxHeadCLIPPartitioned(in_channels=IN_CH, num_classes=max(sizes),
+                                   zeroshot_path=[embeddings(tmp_path, f"emb{d}", c, d) for d, c in enumerate(sizes)],
+                                   cat_freq_path=cat_freq or [None] * len(sizes), **kw)
+
+
+def test_partitioned_loss_uses_only_own_dataset_logits(tmp_path):
+    head = partitioned_head(tmp_path, neg_class_sampler=UniformNegativeClassSampler(50, rng=0))
+    rows = (5, 7)  # image 0 (dataset 0), image 1 (dataset 1)
+    n = sum(rows)
+    scores = [jt.randn(n, c + 1) for c in head.classes_per_dataset]
+    bbox_pred = jt.randn(n, 4)
+    bg = head.num_classes
+    labels = jt.array(np.array([0, 5, bg, bg, bg, 8, 2, bg, bg, bg, bg, bg], np.int64))
+    targets = (labels, jt.ones(n), jt.zeros((n, 4)), jt.zeros((n, 4)))
+    results = [SimpleNamespace(pos_bboxes=jt.zeros((2, 4)), neg_bboxes=jt.zeros((r - 2, 4))) for r in rows]
+    metas = [dict(dataset_id=0), dict(dataset_id=1)]
+    losses = head.loss(scores, bbox_pred, jt.zeros((n, 5)), metas, results, *targets)
+    g0, g1 = jt.grad(losses["loss_cls"], scores)
+    g0, g1 = g0.numpy(), g1.numpy()
+    assert np.abs(g0[rows[0]:]).max() == 0 and np.abs(g1[:rows[0]]).max() == 0   # other dataset: no gradient
+    assert np.abs(g0[:rows[0], :-1]).max() > 0 and np.abs(g1[rows[0]:, :-1]).max() > 0
+    assert np.abs(g0[:, -1]).max() == 0 and np.abs(g1[:, -1]).max() == 0          # background column unused
+    assert np.isfinite(losses["loss_cls"].item()) and losses["loss_bbox"].item() == 0
+
+
+def test_negative_sampler_excludes_zero_image_classes_and_caps_at_50():
+    c = 200
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=c)
+    sampler = UniformNegativeClassSampler(50, rng=1)
+    for _ in range(20):
+        appeared = np.zeros(c + 1, bool)
+        appeared[rng.choice(c, 5, replace=False)] = True
+        appeared[c] = True  # some RoIs are background
+        eligible = np.append(counts > 0, True) & ~appeared
+        mask = sampler(appeared, eligible)
+        assert mask.shape == (c,) and mask.sum() <= 50
+        assert mask[appeared[:c]].all()                              # every appeared class is used
+        assert not (mask & (counts == 0) & ~appeared[:c]).any()      # zero-image classes never sampled
+    many = np.zeros(c + 1, bool)
+    many[:60] = True
+    assert (sampler(many, ~many) == many[:c]).all()                  # >= 50 appeared: nothing drawn
+    few = np.zeros(11, bool)
+    few[0] = True
+    assert sampler(few, ~few).sum() == 10                            # fewer eligible than 50: all of them
+
+
+def test_sampled_bce_respects_cat_info(tmp_path):
+    counts = [3, 0, 2, 0, 1, 4, 0, 0, 5]
+    seen = []
+
+    def sampler(appeared, eligible):
+        seen.append(eligible.copy())
+        return UniformNegativeClassSampler(50, rng=0)(appeared, eligible)
+
+    head = partitioned_head(tmp_path, cat_freq=[None, cat_info(tmp_path, "b", counts)], neg_class_sampler=sampler)
+    labels = np.array([2, head.num_classes, head.num_classes])
+    head.sampled_bce(jt.randn(3, 10), labels, head.num_classes, head.image_counts[1], sampler)
+    expected = np.append(np.array(counts) > 0, True)
+    expected[2] = expected[9] = False  # appeared: class 2 and the background slot
+    assert (seen[0] == expected).all()
+
+
+def test_calibration_prior_smoothing_and_no_nan(tmp_path):
+    raw = [[np.zeros((2, 5)), np.zeros((0, 5)), np.zeros((1, 5))],
+           [np.zeros((3, 5)), np.zeros((0, 5)), np.zeros((0, 5))]]
+    path = tmp_path / "raw.pkl"
+    path.write_bytes(pickle.dumps(raw))
+    assert class_counts_from_results(str(path)).tolist() == [5, 0, 1]
+    prior = load_prior(str(path))                                   # default smoothing 10
+    assert prior.tolist() == [15, 10, 11]
+    w = calibration_weights(prior, 0.6)
+    assert np.isfinite(w).all() and np.isclose(w.mean(), 1) and w[1] > w[2] > w[0]
+    with pytest.raises(ValueError, match="smoothing"):
+        calibration_weights(load_prior(str(path), smoothing=0), 0.6)   # zero count, no smoothing
+    with pytest.raises(ValueError, match="classes"):
+        load_prior(str(path), num_classes=4)
+
+    # the inference head: calibrated, fused scores stay finite even for a class with zero detections
+    head = BBoxHeadCLIPInference(in_channels=IN_CH, num_classes=3, zeroshot_path=embeddings(tmp_path, "e", 3, 0),
+                                 withcalibration=True, resultfile=str(path), beta=0.3, gamma=0.6)
+    logits = jt.randn(4, 4) * 10
+    fused = head.fuse_scores(logits, jt.array(np.float32([0.9, 0.5, 0.1, 0.0]))).numpy()
+    p = 1 / (1 + np.exp(-logits.numpy()))
+    ref = (p * np.append(w, 1)) ** 0.3 * np.float32([0.9, 0.5, 0.1, 0.0])[:, None] ** 0.7
+    assert np.isfinite(fused).all() and np.allclose(fused, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_calibrate_command(tmp_path, capsys):
+    raw = [[np.zeros((4, 5)), np.zeros((0, 5))]]
+    (tmp_path / "raw.pkl").write_bytes(pickle.dumps(raw))
+    out = tmp_path / "prior.npy"
+    assert main(["calibrate", str(tmp_path / "raw.pkl"), "--out", str(out), "--smoothing", "2"]) == 0
+    assert np.load(out).tolist() == [6, 2]
+    assert load_prior(str(out), smoothing=100).tolist() == [6, 2]   # a .npy prior is used as is
+    assert main(["calibrate", "--from-cat-info", cat_info(tmp_path, "t", [3, 0, 1]), "--out", str(out)]) == 0
+    assert np.load(out).tolist() == [13, 10, 11]
+    assert main(["calibrate", str(tmp_path / "raw.pkl"), "--out", str(out), "--smoothing", "0"]) == 1
+    assert "zero prior" in capsys.readouterr().out
+
+
+def test_vocabulary_swap_loads_every_weight_and_reports_embeddings(tmp_path):
+    trained = partitioned_head(tmp_path)
+    sd = {k: v.numpy() for k, v in trained.state_dict().items()}
+    lvis = BBoxHeadCLIPInference(in_channels=IN_CH, num_classes=12, zeroshot_path=embeddings(tmp_path, "lvis", 12, 7))
+    own = lvis.zs_weights.numpy().copy()
+    report = load_state_dict(lvis, sd, strict=True)
+    assert not report.missing and not report.unexpected and not report.mismatched
+    assert sorted(report.loaded) == sorted(k for k in sd if not k.startswith("zs_weights"))
+    assert report.embeddings_kept == ["zs_weights"]
+    assert [k for k, _ in report.embeddings_replaced] == ["zs_weights_0", "zs_weights_1"]
+    text = report.format()
+    assert "kept the model's own zs_weights" in text and "zs_weights_0 (16, 7)" in text and "ERROR): 0" in text
+    np.testing.assert_array_equal(lvis.zs_weights.numpy(), own)                  # own vocabulary kept
+    np.testing.assert_array_equal(lvis.fc_reg.weight.numpy(), sd["fc_reg.weight"])  # weights loaded
+
+
+def test_embedding_row_count_must_match_num_classes(tmp_path):
+    with pytest.raises(ValueError, match="5 rows but the head has num_classes=7"):
+        BBoxHeadCLIP(in_channels=IN_CH, num_classes=7, zeroshot_path=embeddings(tmp_path, "e", 5, 0))
+    with pytest.raises(ValueError, match="largest vocabulary"):
+        BBoxHeadCLIPPartitioned(in_channels=IN_CH, num_classes=8,
+                                zeroshot_path=[embeddings(tmp_path, "a", 6, 0), embeddings(tmp_path, "b", 9, 1)])
+    with pytest.raises(ValueError, match="lists 3 categories"):
+        partitioned_head(tmp_path, cat_freq=[None, cat_info(tmp_path, "b", [1, 2, 3])])
+
+
+def synthetic_batch(rng, num_classes=(6, 9)):
+    """Two 96x128 images (datasets 0 and 1) with coloured boxes, GTs and jittered proposals."""
+    img = np.zeros((2, 3, 96, 128), np.float32)
+    metas, gt_bboxes, gt_labels, proposals = [], [], [], []
+    for k in range(2):
+        boxes, labels = [], []
+        for _ in range(3):
+            x1, y1 = rng.integers(0, 80), rng.integers(0, 50)
+            w, h = rng.integers(24, 46, size=2)
+            label = int(rng.integers(num_classes[k]))
+            img[k, label % 3, y1:y1 + h, x1:x1 + w] = 2.0 + label / 3
+            boxes.append([x1, y1, min(x1 + w, 128), min(y1 + h, 96)])
+            labels.append(label)
+        boxes = np.array(boxes, np.float32)
+        jitter = rng.normal(0, 4, size=(20, 3, 4)).astype(np.float32)
+        props = np.concatenate([(boxes[None] + jitter).reshape(-1, 4), rng.uniform(0, 90, size=(20, 4))], 0)
+        props[:, 2:] = np.maximum(props[:, 2:], props[:, :2] + 4)
+        metas.append(dict(img_shape=(96, 128), pad_shape=(96, 128), ori_shape=(96, 128), scale_factor=np.ones(4),
+                          dataset_id=k))
+        gt_bboxes.append(jt.array(boxes))
+        gt_labels.append(jt.array(np.array(labels, np.int64)))
+        proposals.append(jt.array(np.clip(props, 0, 96).astype(np.float32)))
+    return jt.array(img), metas, gt_bboxes, gt_labels, proposals
+
+
+def test_sgd_steps_decrease_partitioned_loss(tmp_path):
+    from unidetector.config import load_config
+
+    jt.set_global_seed(0)
+    cfg = load_config("configs/synthetic/stage2_partitioned.py").model.to_dict()
+    width = 8
+    cfg["backbone"]["width"] = width
+    cfg["roi_head"]["shared_head"]["width"] = width
+    cfg["roi_head"]["bbox_roi_extractor"]["out_channels"] = width * 16
+    cfg["roi_head"]["bbox_head"].update(
+        in_channels=width * 32, num_classes=9, cat_freq_path=[None, None],
+        zeroshot_path=[embeddings(tmp_path, "a", 6, 0), embeddings(tmp_path, "b", 9, 1)],
+        neg_class_sampler=UniformNegativeClassSampler(50, rng=0))
+    model = build(cfg, MODELS)
+    model.train()
+    img, metas, gt_bboxes, gt_labels, proposals = synthetic_batch(np.random.default_rng(0))
+    # the official stage-2 recipe: effective lr 0.002, momentum 0.9, gradient clipping at 35
+    optimizer = jt.optim.SGD([p for p in model.parameters() if not p.is_stop_grad()], lr=0.002, momentum=0.9)
+    totals = []
+    for _ in range(6):
+        losses = model(img, metas, gt_bboxes=gt_bboxes, gt_labels=gt_labels, proposals=proposals)
+        total = losses["loss_cls"] + losses["loss_bbox"]
+        totals.append(total.item())
+        optimizer.backward(total)
+        optimizer.clip_grad_norm(35)
+        optimizer.step()
+    assert all(np.isfinite(totals)), totals
+    assert totals[-1] < 0.8 * totals[0], totals
+
+    model.eval()  # test mode on the same images: per-class results of the first vocabulary
+    results = model(img, metas, proposals=proposals)
+    assert len(results) == 2 and len(results[0]) == 9
+    assert all(r.shape[1] == 5 for r in results[0])

@@ -1,0 +1,69 @@
+"""Mixed precision: Jittor's ``auto_mixed_precision_level`` plus our loss scaling (Jittor has no GradScaler).
+
+``--amp`` / config ``fp16=dict(loss_scale=...)``:
+
+* **GPU**: sets ``jt.flags.auto_mixed_precision_level`` (default 5: ops whose inputs are fp16 run in
+  fp16, reductions such as sum/exp stay fp32; parameters and optimizer state stay fp32 "master"
+  weights, as in mmcv's ``Fp16OptimizerHook``).
+* **CPU**: Jittor has no fast fp16 CPU kernels (oneDNN convolutions are fp32), so the compute stays
+  fp32 and a warning says so; loss scaling still runs (harmless: scale, unscale, overflow check), which
+  keeps the code path testable on CPU.
+* Loss scaling (mmcv ``LossScaler``): the loss is multiplied by ``scale`` before ``backward``; gradients
+  are divided by it before clipping/stepping; a step whose gradients are not finite is **skipped**.
+  ``loss_scale='dynamic'`` (default for ``--amp``) starts at 2^16, halves on overflow and doubles after
+  ``growth_interval`` (2000) good steps; a number means a static scale (official: 32).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+
+class LossScaler:
+    def __init__(self, loss_scale="dynamic", init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
+                 growth_interval=2000):
+        self.dynamic = loss_scale == "dynamic"
+        self.scale = float(init_scale if self.dynamic else loss_scale)
+        self.growth_factor = growth_factor
+        self.backoff_factor = backoff_factor
+        self.growth_interval = growth_interval
+        self.good_steps = 0
+
+    def update(self, found_inf: bool) -> None:
+        if not self.dynamic:
+            return
+        if found_inf:
+            self.scale = max(self.scale * self.backoff_factor, 1.0)
+            self.good_steps = 0
+        else:
+            self.good_steps += 1
+            if self.good_steps % self.growth_interval == 0:
+                self.scale *= self.growth_factor
+
+    def unscale_(self, optimizer) -> bool:
+        """Divide the accumulated gradients by ``scale``; True if they are all finite."""
+        from .optim import grad_global_norm
+
+        inv = 1.0 / self.scale
+        for _, _, g in optimizer.grads():
+            g.update(g * inv)
+        return math.isfinite(float(grad_global_norm(optimizer).item()))
+
+    def state_dict(self) -> dict:
+        return {"dynamic": self.dynamic, "scale": self.scale, "good_steps": self.good_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale = float(state["scale"])
+        self.good_steps = int(state["good_steps"])
+
+
+def enable_amp(level: int = 5) -> bool:
+    """Turn on Jittor AMP on GPU; on CPU warn and keep fp32. Returns True if fp16 compute is on."""
+    import jittor as jt
+
+    if jt.flags.use_cuda:
+        jt.flags.auto_mixed_precision_level = level
+        return True
+    warnings.warn("--amp on CPU: Jittor has no fast fp16 CPU kernels; computing in fp32 "
+                  "(loss scaling is still applied)", RuntimeWarning, stacklevel=2)
+    return False

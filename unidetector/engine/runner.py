@@ -1,0 +1,232 @@
+"""From an mmdet 2.x config to a running :class:`~unidetector.engine.trainer.Trainer` or a test run.
+
+Config fields read (mmdet 2.x ``tools/train.py`` / ``tools/test.py`` semantics):
+``model``, ``data=dict(samples_per_gpu, workers_per_gpu, train, val, test)``, ``optimizer``,
+``optimizer_config=dict(grad_clip=dict(max_norm, norm_type))``, ``lr_config``, ``runner=dict(type=
+'EpochBasedRunner', max_epochs)`` (or legacy ``total_epochs``), ``checkpoint_config=dict(interval,
+max_keep_ckpts, iter_interval)`` (``iter_interval`` is ours: refresh ``latest.pkl`` every N
+iterations), ``log_config=dict(interval, hooks=[TextLoggerHook])``, ``evaluation=dict(interval, metric,
+...)``, ``fp16=dict(loss_scale)``, ``load_from``, ``resume_from``, ``work_dir``, ``seed``. Other
+top-level names (``data_root``, ``img_norm_cfg``, pipelines, class lists, ``dist_params``,
+``log_level``, ``workflow=[('train', 1)]``, ...) are ordinary config variables. Settings this engine
+does not implement raise :class:`EngineConfigError` listing them all.
+
+``samples_per_gpu`` is per process: under ``mpirun -np N`` the global batch is ``N·samples_per_gpu``
+(mmdet semantics); Jittor splits every global batch across the ranks.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+
+SECTION_KEYS = {
+    "data": {"samples_per_gpu", "workers_per_gpu", "train", "val", "test"},
+    "optimizer_config": {"grad_clip", "type"},
+    "runner": {"type", "max_epochs"},
+    "checkpoint_config": {"interval", "max_keep_ckpts", "iter_interval", "by_epoch", "save_optimizer"},
+    "log_config": {"interval", "hooks"},
+    "evaluation": {"interval", "metric", "classwise", "proposal_nums", "iou_thrs", "start", "by_epoch"},
+    "fp16": {"loss_scale"},
+}
+UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
+
+
+class EngineConfigError(ValueError):
+    """The config asks for engine features that are not implemented (all problems listed)."""
+
+
+def check_config(cfg, for_training=True) -> None:
+    problems = []
+    for key in UNSUPPORTED_TOP:
+        if cfg.get(key):
+            problems.append(f"{key} (not supported)")
+    if cfg.get("custom_hooks"):
+        problems.append("custom_hooks (not supported; remove them)")
+    workflow = cfg.get("workflow")
+    if workflow and [tuple(w) for w in workflow] != [("train", 1)]:
+        problems.append(f"workflow={workflow} (only [('train', 1)]; validation is 'evaluation')")
+    for section, allowed in SECTION_KEYS.items():
+        value = cfg.get(section)
+        if value is None:
+            continue
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            problems.append(f"{section}: {', '.join(unknown)} (supported: {', '.join(sorted(allowed))})")
+    if for_training:
+        runner = cfg.get("runner") or {}
+        if runner.get("type", "EpochBasedRunner") != "EpochBasedRunner":
+            problems.append(f"runner.type={runner.get('type')!r} (only 'EpochBasedRunner')")
+        oc = cfg.get("optimizer_config") or {}
+        if oc.get("type") not in (None, "OptimizerHook"):
+            problems.append(f"optimizer_config.type={oc.get('type')!r} (use fp16=dict(loss_scale=...) or --amp, "
+                            "--accumulate-steps for accumulation)")
+        cc = cfg.get("checkpoint_config") or {}
+        if cc.get("by_epoch") is False:
+            problems.append("checkpoint_config.by_epoch=False (use iter_interval=N for iteration checkpoints)")
+        if cc.get("save_optimizer") is False:
+            problems.append("checkpoint_config.save_optimizer=False (checkpoints always hold the optimizer)")
+        for hook in (cfg.get("log_config") or {}).get("hooks", []) or []:
+            if hook.get("type") != "TextLoggerHook":
+                problems.append(f"log_config.hooks: {hook.get('type')} (only TextLoggerHook; "
+                                "log.jsonl + `unidet plot-log` replace the others)")
+        ev = cfg.get("evaluation") or {}
+        if ev.get("by_epoch") is False:
+            problems.append("evaluation.by_epoch=False (evaluation runs after epochs)")
+        if "optimizer" not in cfg:
+            problems.append("optimizer (missing)")
+    if "model" not in cfg:
+        problems.append("model (missing)")
+    if problems:
+        src = getattr(cfg, "filename", None) or "<config>"
+        raise EngineConfigError(f"{src}: unsupported or missing settings:\n  - " + "\n  - ".join(problems))
+
+
+def build_model(model_cfg):
+    """``unidetector.models.builder.build_detector`` when present, else ``build(cfg, MODELS)``."""
+    import unidetector.models  # noqa: F401  (registers the modules)
+
+    try:
+        from unidetector.models.builder import build_detector
+    except ImportError:
+        build_detector = None
+    if build_detector is not None:
+        return build_detector(model_cfg)
+    from ..registry import MODELS, build
+
+    return build(model_cfg, MODELS, key_path="model")
+
+
+def build_dataset(data_cfg, key_path, test_mode=False):
+    import unidetector.data  # noqa: F401  (registers the datasets)
+
+    from ..registry import DATASETS, build
+
+    if isinstance(data_cfg, (list, tuple)):
+        return build({"type": "ConcatDataset", "datasets": [dict(d) for d in data_cfg]}, DATASETS, key_path=key_path)
+    data_cfg = dict(data_cfg)
+    if test_mode:
+        data_cfg.setdefault("test_mode", True)
+    return build(data_cfg, DATASETS, key_path=key_path)
+
+
+def load_weights(model, path, log=print):
+    """``load_from``: weights only, by official names, non-strict, with the load report printed."""
+    from ..convert.checkpoints import read_checkpoint
+    from ..convert.state_dict import load_state_dict
+
+    report = load_state_dict(model, read_checkpoint(path), strict=False)
+    log(f"load_from {path}:\n{report.format()}")
+    return report
+
+
+def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=False, seed=None,
+                      validate=True, progress=True):
+    """Build everything from ``cfg`` and train. ``resume``: a path, ``'auto'`` (= ``work_dir/latest.pkl``)
+    or None (then ``cfg.resume_from``). Returns the trainer."""
+    import jittor as jt
+
+    from ..data.loader import DetectionLoader
+    from ..runtime import seed_everything
+    from .optim import build_optimizer
+    from .schedule import build_lr_schedule
+    from .trainer import Trainer, dist_info
+
+    check_config(cfg, for_training=True)
+    rank, world = dist_info()
+    work_dir = work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(
+        getattr(cfg, "filename", None) or "config"))[0])
+    cfg.work_dir = work_dir
+    seed = int(seed if seed is not None else (cfg.get("seed") if cfg.get("seed") is not None else 0))
+    cfg.seed = seed
+    seed_everything(seed)  # model init identical on every rank (Jittor also broadcasts on the first step)
+
+    model = build_model(cfg.model)
+    jt.sync_all()  # Jittor draws the random init lazily: do it now, right after seeding
+    dataset = build_dataset(cfg.data.train, "data.train")
+    spg = int(cfg.data.get("samples_per_gpu", 2))
+    loader = DetectionLoader(dataset, batch_size=spg * world, shuffle=True,
+                             num_workers=int(cfg.data.get("workers_per_gpu", 0)), seed=seed)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    schedule = build_lr_schedule(cfg.get("lr_config"))
+    runner = cfg.get("runner") or {}
+    max_epochs = runner.get("max_epochs", cfg.get("total_epochs", 12))
+    oc = cfg.get("optimizer_config") or {}
+    cc = cfg.get("checkpoint_config") or {}
+    fp16 = cfg.get("fp16")
+    evaluate_fn, eval_interval = None, 1
+    ev = dict(cfg.get("evaluation") or {})
+    if validate and ev and cfg.data.get("val"):
+        eval_interval = int(ev.pop("interval", 1))
+        ev.pop("start", None), ev.pop("by_epoch", None)
+        val_cfg = cfg.data.val
+
+        def evaluate_fn(m, _ev=ev, _val_cfg=val_cfg):
+            from .inference import inference
+
+            val_set = build_dataset(_val_cfg, "data.val", test_mode=True)
+            results = inference(m, val_set, samples_per_gpu=1, workers_per_gpu=0, progress=progress)
+            return val_set.evaluate(results, **_ev)
+
+    meta = {}
+    if getattr(dataset, "CLASSES", None) is not None:
+        meta["CLASSES"] = list(dataset.CLASSES)
+    trainer = Trainer(model, loader, optimizer, schedule, work_dir, max_epochs,
+                      grad_clip=oc.get("grad_clip"), accumulate_steps=accumulate_steps,
+                      amp=bool(amp or fp16), loss_scale=(fp16 or {}).get("loss_scale", "dynamic"), seed=seed,
+                      checkpoint_interval=cc.get("interval", 1), checkpoint_iter_interval=cc.get("iter_interval", 0),
+                      max_keep_ckpts=cc.get("max_keep_ckpts", -1),
+                      log_interval=(cfg.get("log_config") or {}).get("interval", 50),
+                      config_text=cfg.pretty_text, evaluate_fn=evaluate_fn, eval_interval=eval_interval,
+                      progress=progress, meta=meta)
+    if rank == 0:
+        os.makedirs(work_dir, exist_ok=True)
+        cfg.dump(osp.join(work_dir, osp.basename(getattr(cfg, "filename", None) or "config.py")))
+    resume = resume or cfg.get("resume_from")
+    if resume == "auto":
+        resume = osp.join(work_dir, "latest.pkl")
+        if not osp.exists(resume):
+            raise FileNotFoundError(f"--resume without a path: {resume} does not exist (nothing to resume)")
+    if resume:
+        trainer.resume(resume)
+    elif cfg.get("load_from"):
+        load_weights(model, cfg.load_from, log=trainer._print)
+    jt.sync_all()
+    return trainer.train()
+
+
+def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=False, json_out=None,
+                     eval_options=None, progress=True):
+    """mmdet ``tools/test.py``: results of ``data.test`` (dumped to ``out``), json, evaluation (rank 0)."""
+    from .inference import dump_results, format_results_json, inference
+    from .trainer import dist_info
+
+    check_config(cfg, for_training=False)
+    rank, _ = dist_info()
+    if format_only and not json_out:
+        raise ValueError("--format-only needs --json-out FILE")
+    if not (out or eval_metrics or format_only):
+        raise ValueError("nothing to do: give at least one of --out, --eval, --format-only")
+    model = build_model(cfg.model)
+    load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None))
+    test_cfg = cfg.data.test
+    spg = 1
+    if isinstance(test_cfg, dict) and "samples_per_gpu" in test_cfg:
+        test_cfg = dict(test_cfg)
+        spg = int(test_cfg.pop("samples_per_gpu"))
+    dataset = build_dataset(test_cfg, "data.test", test_mode=True)
+    results = inference(model, dataset, samples_per_gpu=spg,
+                        workers_per_gpu=int(cfg.data.get("workers_per_gpu", 0)), progress=progress)
+    if rank != 0:
+        return None
+    metrics = {}
+    if out:
+        dump_results(results, out)
+        print(f"results of {len(results)} images written to {out}")
+    if json_out:
+        n = format_results_json(dataset, results, json_out)
+        print(f"{n} detections written to {json_out}")
+    if eval_metrics and not format_only:
+        metrics = dataset.evaluate(results, metric=eval_metrics, **(eval_options or {}))
+        for k, v in metrics.items():
+            print(f"{k}: {v}")
+    return metrics

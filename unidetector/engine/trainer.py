@@ -1,0 +1,391 @@
+"""The training loop (mmcv ``EpochBasedRunner`` + optimizer/lr/checkpoint/logger hooks, in one class).
+
+One **iteration** is one optimizer step; with ``accumulate_steps=K`` it consumes K batches, calling
+``optimizer.backward(loss / K)`` for each (Jittor accumulates; under MPI it also averages over ranks),
+then optionally unscales (AMP), clips by global norm, and steps. Per iteration:
+
+1. every RNG (python, numpy, Jittor) is reseeded from ``(seed, iteration, rank)`` — so random sampling
+   inside the model is a function of the iteration, and a resumed run draws the same numbers;
+2. the lr of every group is set from the schedule at ``(epoch, iteration)``;
+3. the losses (mmdet ``_parse_losses``: total = sum of entries whose name contains ``'loss'``) are
+   fetched, averaged over micro-batches (and ranks), and checked: a NaN/inf stops the run with
+   :class:`NonFiniteLossError` naming the iteration, every loss value and the last good checkpoint.
+
+The data order of epoch ``e`` depends only on ``(seed, e)`` (the loader's sampler); resuming from a
+checkpoint taken after ``n`` steps of an epoch skips exactly the first ``n·K`` batches of that epoch's
+order. Together with the exact optimizer state this makes kill-and-resume reproduce an uninterrupted
+run bit for bit (same machine, same number of processes).
+
+Checkpoints (format: :mod:`unidetector.engine.checkpoint`) are written on rank 0, atomically:
+``epoch_<e>.pkl`` every ``checkpoint_interval`` epochs (and at the end), ``latest.pkl`` after each of
+them and every ``checkpoint_iter_interval`` iterations. Logging on rank 0: a tqdm bar with ETA, and
+every ``log_interval`` iterations a line with the mean losses, lr and grad norm, also appended to
+``work_dir/log.jsonl`` (mmdet json-log fields: ``mode, epoch, iter`` (1-based in the epoch), ``lr``,
+losses, ``loss``, ``grad_norm``, ``time``; plus ``global_iter``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+import jittor as jt
+
+from . import checkpoint as ckpt_io
+from .amp import LossScaler, enable_amp
+from .optim import clip_grad_norm
+
+TARGET_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "proposals")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite."""
+
+
+def parse_losses(losses: dict):
+    """mmdet ``_parse_losses``: ``(total loss Var, {name: Var})``; lists of Vars are summed means."""
+    log_vars = {}
+    for name, value in losses.items():
+        if isinstance(value, jt.Var):
+            log_vars[name] = value.mean()
+        elif isinstance(value, (list, tuple)):
+            log_vars[name] = sum(v.mean() for v in value)
+        else:
+            raise TypeError(f"loss {name!r} is {type(value).__name__}, expected a jt.Var or a list of them")
+    loss_keys = [k for k in log_vars if "loss" in k]
+    if not loss_keys:
+        raise ValueError(f"the model returned no entry whose name contains 'loss': {list(log_vars)}")
+    total = sum(log_vars[k] for k in loss_keys)
+    log_vars["loss"] = total
+    return total, log_vars
+
+
+def dist_info():
+    return (int(jt.rank), int(jt.world_size)) if jt.in_mpi else (0, 1)
+
+
+class _SkipSampler:
+    """The index order of ``base`` without its first ``skip`` entries (resume inside an epoch)."""
+
+    def __init__(self, base, skip: int):
+        self.base, self.skip = base, int(skip)
+
+    def set_epoch(self, epoch):
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter(list(self.base)[self.skip:])
+
+    def __len__(self):
+        return max(len(self.base) - self.skip, 0)
+
+
+class Trainer:
+    """Epoch-based trainer.
+
+    Args:
+        model: ``jittor.nn.Module``; ``model(img, img_metas, **targets)`` returns a dict of losses in
+            training mode.
+        loader: a :class:`~unidetector.data.loader.DetectionLoader` (or any Jittor ``Dataset`` with
+            ``batch_size``, ``set_epoch`` and ``sampler`` whose order depends on (seed, epoch)).
+        optimizer: :class:`~unidetector.engine.optim.SGD`.
+        lr_schedule: :class:`~unidetector.engine.schedule.LrSchedule`.
+        work_dir: checkpoints and ``log.jsonl`` go here.
+        max_epochs: epochs to train.
+        grad_clip: ``dict(max_norm=35, norm_type=2)`` or None.
+        accumulate_steps: batches per optimizer step.
+        amp: mixed precision (see :mod:`unidetector.engine.amp`); ``loss_scale`` 'dynamic' or a number.
+        seed: seeds the per-iteration RNG reseeding (the data order is seeded by the loader).
+        checkpoint_interval: epochs between ``epoch_<e>.pkl`` files (0 = only the last epoch).
+        checkpoint_iter_interval: iterations between ``latest.pkl`` refreshes (0 = off).
+        max_keep_ckpts: keep only the newest N epoch checkpoints (-1 = all).
+        log_interval: iterations between log lines.
+        config_text: stored in each checkpoint's meta.
+        evaluate_fn: ``f(model) -> dict`` run on rank 0 every ``eval_interval`` epochs (None = never).
+        progress: show the tqdm bar (rank 0 only).
+        meta: extra entries for the checkpoint meta (e.g. ``CLASSES``).
+    """
+
+    def __init__(self, model, loader, optimizer, lr_schedule, work_dir, max_epochs, *, grad_clip=None,
+                 accumulate_steps=1, amp=False, loss_scale="dynamic", seed=0, checkpoint_interval=1,
+                 checkpoint_iter_interval=0, max_keep_ckpts=-1, log_interval=50, config_text="",
+                 evaluate_fn=None, eval_interval=1, progress=True, meta=None):
+        if accumulate_steps < 1:
+            raise ValueError(f"accumulate_steps must be >= 1, got {accumulate_steps}")
+        self.model = model
+        self.loader = loader
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.work_dir = Path(work_dir)
+        self.max_epochs = int(max_epochs)
+        self.grad_clip = dict(grad_clip) if grad_clip else None
+        self.accumulate_steps = int(accumulate_steps)
+        self.amp = bool(amp)
+        self.scaler = LossScaler(loss_scale) if amp else None
+        self.fp16_compute = enable_amp() if amp else False
+        self.seed = int(seed)
+        self.checkpoint_interval = int(checkpoint_interval)
+        self.checkpoint_iter_interval = int(checkpoint_iter_interval or 0)
+        self.max_keep_ckpts = int(max_keep_ckpts)
+        self.log_interval = max(int(log_interval), 1)
+        self.config_text = config_text
+        self.evaluate_fn = evaluate_fn
+        self.eval_interval = int(eval_interval)
+        self.progress = progress
+        self.meta = dict(meta or {})
+        self.rank, self.world_size = dist_info()
+        self.epoch = 0          # epochs fully done
+        self.iter = 0           # optimizer steps done
+        self.inner_iter = 0     # optimizer steps done in epoch ``self.epoch``
+        self.last_checkpoint = None
+        self._jt_seed = self.seed
+        self.log_path = self.work_dir / "log.jsonl"
+        if self.rank == 0:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch (global batches; all ranks together)."""
+        bs = self.loader.batch_size
+        sampler = getattr(self.loader, "sampler", None)
+        n = len(sampler) if sampler is not None else self.loader.total_len
+        return n // bs if getattr(self.loader, "drop_last", False) else math.ceil(n / bs)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.num_batches / self.accumulate_steps)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict:
+        return {
+            "meta": {"epoch": self.epoch, "iter": self.iter, "inner_iter": self.inner_iter,
+                     "config": self.config_text, "seed": self.seed, "world_size": self.world_size,
+                     "accumulate_steps": self.accumulate_steps, "batch_size": self.loader.batch_size,
+                     "jittor_version": jt.__version__, "time": ckpt_io.now_text(), **self.meta},
+            "state_dict": ckpt_io.model_state_numpy(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_schedule.state_dict(),
+            "loss_scaler": self.scaler.state_dict() if self.scaler else None,
+            "rng": ckpt_io.rng_state(self._jt_seed),
+        }
+
+    def save_checkpoint(self, epoch_file: bool) -> Path | None:
+        """Rank 0: ``epoch_<e>.pkl`` (+ ``latest.pkl`` link) or, mid-epoch, ``latest.pkl`` alone."""
+        if self.rank != 0:
+            return None
+        state = self.checkpoint_state()
+        latest = self.work_dir / "latest.pkl"
+        if epoch_file:
+            path = ckpt_io.atomic_save(state, self.work_dir / f"epoch_{self.epoch}.pkl")
+            tmp = self.work_dir / f".latest.pkl.link-{os.getpid()}"
+            try:  # atomic symlink swap; fall back to a full atomic copy
+                if tmp.is_symlink() or tmp.exists():
+                    tmp.unlink()
+                tmp.symlink_to(path.name)
+                os.replace(tmp, latest)
+            except OSError:
+                ckpt_io.atomic_save(state, latest)
+            self._prune_epoch_checkpoints()
+        else:
+            path = ckpt_io.atomic_save(state, latest)
+        self.last_checkpoint = path
+        return path
+
+    def _prune_epoch_checkpoints(self):
+        if self.max_keep_ckpts <= 0:
+            return
+        for e in range(self.epoch - self.max_keep_ckpts, 0, -1):
+            p = self.work_dir / f"epoch_{e}.pkl"
+            if not p.exists():
+                break
+            p.unlink()
+
+    def resume(self, path) -> dict:
+        """Restore model, optimizer, loss scale, counters and RNG states from a checkpoint file."""
+        from ..convert.state_dict import load_state_dict
+
+        ckpt = ckpt_io.load_checkpoint_file(path)
+        meta = ckpt["meta"]
+        if meta.get("inner_iter", 0) and meta.get("accumulate_steps", 1) != self.accumulate_steps:
+            raise ValueError(f"{path} was written mid-epoch with accumulate_steps={meta.get('accumulate_steps')}; "
+                             f"resume with the same value (got {self.accumulate_steps})")
+        load_state_dict(self.model, ckpt["state_dict"], strict=True)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler and ckpt.get("loss_scaler"):
+            self.scaler.load_state_dict(ckpt["loss_scaler"])
+        self.epoch, self.iter, self.inner_iter = int(meta["epoch"]), int(meta["iter"]), int(meta["inner_iter"])
+        ckpt_io.restore_rng_state(ckpt["rng"])
+        self._jt_seed = int(ckpt["rng"]["jittor_seed"])
+        self.last_checkpoint = Path(path)
+        self._print(f"resumed from {path}: epoch {self.epoch}, iteration {self.iter} "
+                    f"({self.inner_iter} steps into epoch {self.epoch + 1})")
+        return meta
+
+    # ------------------------------------------------------------------ logging
+    def _print(self, msg: str):
+        if self.rank == 0:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+
+    def _log_json(self, record: dict):
+        if self.rank == 0:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ one iteration
+    def _seed_iteration(self):
+        s = int(np.random.SeedSequence([self.seed, self.iter, self.rank]).generate_state(1)[0])
+        random.seed(s)
+        np.random.seed(s)
+        jt.set_seed(s)
+        self._jt_seed = s
+
+    def _forward_backward(self, batch, scale: float):
+        targets = {k: batch[k] for k in TARGET_KEYS if k in batch}
+        losses = self.model(batch["img"], batch["img_metas"], **targets)
+        if not isinstance(losses, dict):
+            raise TypeError(f"in training mode the model must return a dict of losses, got {type(losses).__name__}")
+        loss, log_vars = parse_losses(losses)
+        self.optimizer.backward(loss * scale)
+        # Execute now: Jittor's accumulation (``grad.update(new + grad)``) on a still-lazy gradient gives
+        # wrong sums when several backward passes are fused into one execution.
+        jt.sync(list(log_vars.values()) + [g for _, _, g in self.optimizer.grads()])
+        return log_vars
+
+    def _fetch_log_vars(self, micro_logs: list) -> dict:
+        names = list(micro_logs[0])
+        mean = {k: sum(m[k] for m in micro_logs) / len(micro_logs) for k in names}
+        if self.world_size > 1:
+            mean = {k: v.mpi_all_reduce("mean") for k, v in mean.items()}
+        jt.sync(list(mean.values()) + [g for _, _, g in self.optimizer.grads()])
+        return {k: float(v.item()) for k, v in mean.items()}
+
+    def train_step(self, batches) -> dict:
+        """One optimizer step over ``batches`` (a list of K loader batches). Returns the log values."""
+        n = len(batches)
+        scale = (self.scaler.scale if self.scaler else 1.0) / n
+        micro = [self._forward_backward(b, scale) for b in batches]
+        values = self._fetch_log_vars(micro)
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            where = self.last_checkpoint or "none written yet"
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {self.iter + 1} (epoch {self.epoch + 1}, step "
+                f"{self.inner_iter + 1}/{self.steps_per_epoch}): "
+                + ", ".join(f"{k}={v}" for k, v in values.items())
+                + f". Last good checkpoint: {where}")
+        step_ok = True
+        if self.scaler:
+            step_ok = self.scaler.unscale_(self.optimizer)
+            self.scaler.update(not step_ok)
+            values["loss_scale"] = self.scaler.scale
+        if step_ok and self.grad_clip:
+            values["grad_norm"] = clip_grad_norm(self.optimizer, self.grad_clip.get("max_norm"),
+                                                 self.grad_clip.get("norm_type", 2))
+        if step_ok:
+            self.optimizer.step()
+        else:
+            self.optimizer.zero_grad()
+            self._print(f"iteration {self.iter + 1}: gradient overflow, step skipped, "
+                        f"loss scale -> {self.scaler.scale}")
+        return values
+
+    # ------------------------------------------------------------------ the loop
+    def train(self):
+        from tqdm import tqdm
+
+        K = self.accumulate_steps
+        bs = self.loader.batch_size
+        base_sampler = getattr(self.loader, "sampler", None)
+        self._print(f"training: {self.max_epochs} epochs x {self.steps_per_epoch} iterations "
+                    f"(global batch {bs} x {K} accumulated, {self.world_size} process(es)), work_dir {self.work_dir}")
+        while self.epoch < self.max_epochs:
+            epoch = self.epoch
+            self.model.train()
+            self.loader.set_epoch(epoch)
+            skip_batches = self.inner_iter * K
+            if skip_batches:
+                order = base_sampler if base_sampler is not None else range(self.loader.total_len)
+                self.loader.sampler = _SkipSampler(order, skip_batches * bs)
+            steps, n_batches = self.steps_per_epoch, self.num_batches
+            bar = tqdm(total=steps, initial=self.inner_iter, desc=f"epoch {epoch + 1}/{self.max_epochs}",
+                       disable=not self.progress or self.rank != 0, dynamic_ncols=True, leave=True)
+            window, t0 = [], time.time()
+            try:
+                batches = iter(self.loader)
+                for step in range(self.inner_iter, steps):
+                    n_micro = min(K, n_batches - step * K)
+                    self._seed_iteration()
+                    lrs = self.lr_schedule.apply(self.optimizer, epoch, self.iter)
+                    group = [next(batches) for _ in range(n_micro)]
+                    values = self.train_step(group)
+                    self.iter += 1
+                    self.inner_iter = step + 1
+                    window.append(values)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lrs[0]:.2e}")
+                    if self.inner_iter % self.log_interval == 0 or self.inner_iter == steps:
+                        self._log_window(window, lrs, time.time() - t0, epoch)
+                        window, t0 = [], time.time()
+                    if (self.checkpoint_iter_interval and self.iter % self.checkpoint_iter_interval == 0
+                            and self.inner_iter < steps):
+                        self.save_checkpoint(epoch_file=False)
+            finally:
+                bar.close()
+                self.loader.sampler = base_sampler
+            self.epoch, self.inner_iter = epoch + 1, 0
+            if (self.checkpoint_interval and self.epoch % self.checkpoint_interval == 0) \
+                    or self.epoch == self.max_epochs:
+                self.save_checkpoint(epoch_file=True)
+            elif self.checkpoint_iter_interval:
+                self.save_checkpoint(epoch_file=False)
+            if self.evaluate_fn is not None and self.eval_interval and self.epoch % self.eval_interval == 0:
+                self._evaluate()
+        return self
+
+    def _log_window(self, window, lrs, seconds, epoch):
+        keys = list(window[-1])
+        mean = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
+        rec = {"mode": "train", "epoch": epoch + 1, "iter": self.inner_iter, "global_iter": self.iter,
+               "lr": lrs[0], **mean, "time": seconds / len(window)}
+        self._log_json(rec)
+        text = ", ".join(f"{k}: {v:.4f}" for k, v in mean.items())
+        self._print(f"Epoch [{epoch + 1}][{self.inner_iter}/{self.steps_per_epoch}] lr: {lrs[0]:.3e}, {text}, "
+                    f"time: {rec['time']:.3f}")
+
+    def _evaluate(self):
+        with _rank0_scope() as is_rank0:
+            if is_rank0:
+                self.model.eval()
+                metrics = self.evaluate_fn(self.model) or {}
+                rec = {"mode": "val", "epoch": self.epoch, "iter": self.iter}
+                rec.update({k: (float(v) if isinstance(v, (int, float, np.floating)) else str(v))
+                            for k, v in metrics.items()})
+                self._log_json(rec)
+                self._print("Epoch(val) [{}] ".format(self.epoch)
+                            + ", ".join(f"{k}: {v}" for k, v in rec.items() if k not in ("mode", "epoch", "iter")))
+        self.model.train()
+
+
+class _rank0_scope:
+    """Run a block on rank 0 only, with MPI switched off inside it (Jittor ``single_process_scope``)."""
+
+    def __enter__(self):
+        if not jt.in_mpi:
+            self._ctx = None
+            return True
+        self._ctx = getattr(jt, "__single_process_scope")(rank=0)
+        return self._ctx.__enter__()
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+        return False

@@ -38,25 +38,27 @@ __all__ = ["nms", "soft_nms", "batched_nms", "multiclass_nms"]
 _METHODS = {"naive": 0, "linear": 1, "gaussian": 2, "hard": 3}
 
 # ------------------------------------------------------------------------------------------
-# Kernel 1: argsort by (primary ascending, secondary descending, index ascending).
-# The key is a strict total order, so the (unstable) library sorts give a unique answer.
+# Kernel 1: argsort by (primary ascending, secondary descending, index ascending), or only
+# its first `topk` entries. The key is a strict total order, so the result is unique.
 # ------------------------------------------------------------------------------------------
 _SORT_CPU_HEADER = "#include <algorithm>\n#include <numeric>\n"
 _SORT_CPU_SRC = r"""
-const int n = in0_shape0;
+const int n = in0_shape0, k = in2_p[0];
 const int* pri = in0_p; const float* sec = in1_p; int* order = out0_p;
 std::iota(order, order + n, 0);
-std::sort(order, order + n, [&](int a, int b) {
+auto less = [&](int a, int b) {
     if (pri[a] != pri[b]) return pri[a] < pri[b];
     if (sec[a] != sec[b]) return sec[a] > sec[b];
     return a < b;
-});
+};
+if (k < n) std::partial_sort(order, order + k, order + n, less);
+else std::sort(order, order + n, less);
 """
 _SORT_CUDA_HEADER = r"""
 #include <thrust/sort.h>
 #include <thrust/sequence.h>
 #include <thrust/execution_policy.h>
-struct LexKeyGreater {
+struct LexLess {
     const int* pri; const float* sec;
     __host__ __device__ bool operator()(int a, int b) const {
         if (pri[a] != pri[b]) return pri[a] < pri[b];
@@ -68,15 +70,49 @@ struct LexKeyGreater {
 _SORT_CUDA_SRC = r"""
 const int n = in0_shape0;
 thrust::sequence(thrust::device, out0_p, out0_p + n);
-thrust::sort(thrust::device, out0_p, out0_p + n, LexKeyGreater{in0_p, in1_p});
+thrust::sort(thrust::device, out0_p, out0_p + n, LexLess{in0_p, in1_p});
 """
 
 
-def _lexsort(primary: jt.Var, secondary: jt.Var) -> jt.Var:
-    """``(N,)`` int32 permutation sorting by primary asc, then secondary desc, then index asc."""
-    return jt.code(primary.shape, "int32", [primary.int32(), secondary.float32()],
-                   cpu_header=_SORT_CPU_HEADER, cpu_src=_SORT_CPU_SRC,
-                   cuda_header=_SORT_CUDA_HEADER, cuda_src=_SORT_CUDA_SRC)
+def _lexsort(primary: jt.Var, secondary: jt.Var, topk: int = -1) -> jt.Var:
+    """``(N,)`` int32 permutation by primary asc, secondary desc, index asc (first ``topk`` if > 0)."""
+    n = primary.shape[0]
+    k = n if topk <= 0 else min(topk, n)
+    order = jt.code((n,), "int32", [primary.int32(), secondary.float32(), jt.array([k]).int32()],
+                    cpu_header=_SORT_CPU_HEADER, cpu_src=_SORT_CPU_SRC,
+                    cuda_header=_SORT_CUDA_HEADER, cuda_src=_SORT_CUDA_SRC)
+    return order[:k] if k < n else order
+
+
+# Grouping by class with index order kept (soft-NMS visits a class in index order):
+# a stable counting sort on the CPU, a stable radix sort on the GPU.
+_GROUP_CPU_SRC = r"""
+const int n = in0_shape0;
+const int* cls = in0_p;
+int num = 0;
+for (int i = 0; i < n; i++) num = cls[i] + 1 > num ? cls[i] + 1 : num;
+std::vector<int> start(num + 1, 0);
+for (int i = 0; i < n; i++) start[cls[i] + 1]++;
+for (int c = 0; c < num; c++) start[c + 1] += start[c];
+for (int i = 0; i < n; i++) out0_p[start[cls[i]]++] = i;
+"""
+_GROUP_CUDA_SRC = r"""
+const int n = in0_shape0;
+cudaMemcpyAsync(out1_p, in0_p, sizeof(int) * n, cudaMemcpyDeviceToDevice);
+thrust::sequence(thrust::device, out0_p, out0_p + n);
+thrust::stable_sort_by_key(thrust::device, out1_p, out1_p + n, out0_p);
+"""
+
+
+def _group_by_class(class_ids: jt.Var) -> jt.Var:
+    """``(N,)`` int32 permutation grouping non-negative class ids, index order within a class."""
+    n = class_ids.shape[0]
+    order, _ = jt.code([(n,), (n,)], ["int32", "int32"], [class_ids.int32()],
+                       cpu_header="#include <vector>\n", cpu_src=_GROUP_CPU_SRC,
+                       cuda_header="#include <thrust/sort.h>\n#include <thrust/sequence.h>\n"
+                                   "#include <thrust/execution_policy.h>\n",
+                       cuda_src=_GROUP_CUDA_SRC)
+    return order
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,14 +165,17 @@ __HD__ inline void segment_nms(int s, int e, const float* boxes, const float* sc
         }}
         return;
     }}
-    int end = e;  // soft-NMS: mmcv softnms_cpu on positions [s, end)
+    // soft-NMS: mmcv softnms_cpu on positions [s, end). The next box to select is the first
+    // maximum of the remaining scores; it is tracked during the decay pass, whose visiting
+    // order is the final position order (a dropped box is replaced by the last one, re-visited).
+    int end = e, best = s;
+    for (int p = s + 1; p < end; p++) if (W[6 * best + 5] < W[6 * p + 5]) best = p;
     for (int i = s; i < end; i++) {{
-        int best = i;
-        for (int p = i + 1; p < end; p++) if (W[6 * best + 5] < W[6 * p + 5]) best = p;
         for (int k = 0; k < 6; k++) {{ float t = W[6 * i + k]; W[6 * i + k] = W[6 * best + k]; W[6 * best + k] = t; }}
         int t = ID[i]; ID[i] = ID[best]; ID[best] = t;
         new_score[ID[i]] = W[6 * i + 5];
         rank[ID[i]] = i - s;
+        best = i + 1;
         for (int p = i + 1; p < end; p++) {{
             const float ovr = box_iou(W + 6 * i, W + 6 * p);
             float weight = 1.f;
@@ -149,6 +188,8 @@ __HD__ inline void segment_nms(int s, int e, const float* boxes, const float* sc
                 for (int k = 0; k < 6; k++) W[6 * p + k] = W[6 * end + k];
                 ID[p] = ID[end];
                 p--;
+            }} else if (W[6 * best + 5] < W[6 * p + 5]) {{
+                best = p;
             }}
         }}
     }}
@@ -239,18 +280,16 @@ def _run(boxes, scores, class_ids, nms_type: str, order_by_rank: bool, iou_thres
         class_ids = class_ids.int32()
         mc1 = (boxes.max() + 1.0).reshape(1)  # mmcv: max_coordinate + 1, in float32
     hard = nms_type == "nms"
-    order = _lexsort(class_ids, scores if hard else jt.zeros((n,), dtype="float32"))
+    order = _lexsort(class_ids, scores) if hard else _group_by_class(class_ids)
     new_scores, rank = _segment_nms(boxes, scores, class_ids, mc1, order, "hard" if hard else method,
                                     iou_threshold, sigma, min_score, offset)
     kept = jt.where(rank >= 0)[0]
     if kept.shape[0] == 0:
         return _empty()
     if order_by_rank:  # processing order of a single class
-        perm = _lexsort(rank[kept], jt.zeros(kept.shape, dtype="float32"))
+        perm = _lexsort(rank[kept], jt.zeros(kept.shape, dtype="float32"), max_num)
     else:
-        perm = _lexsort(jt.zeros(kept.shape, dtype="int32"), new_scores[kept])
-    if max_num > 0:
-        perm = perm[:max_num]
+        perm = _lexsort(jt.zeros(kept.shape, dtype="int32"), new_scores[kept], max_num)
     keep = kept[perm]
     dets = jt.concat([boxes[keep], new_scores[keep][:, None]], dim=1)
     return dets, (finite[keep] if subset else keep).int64()
@@ -385,8 +424,9 @@ def multiclass_nms(multi_bboxes, multi_scores, score_thr: float, nms_cfg: dict, 
             cand_boxes = bboxes[rows]
         else:
             cand_boxes = bboxes.reshape(n * num_classes, 4)[valid]
+        if max_num > 0:  # truncating inside batched_nms gives the same result, faster
+            inner = nms_cfg.get("max_num", -1)
+            nms_cfg = dict(nms_cfg, max_num=max_num if inner <= 0 else min(inner, max_num))
         dets, keep = batched_nms(cand_boxes, scores[valid], labels, nms_cfg)
-        if max_num > 0:
-            dets, keep = dets[:max_num], keep[:max_num]
         labels, inds = labels[keep], valid[keep].int64()
     return (dets, labels, inds) if return_inds else (dets, labels)

@@ -8,7 +8,7 @@ import jittor as jt
 
 from unidetector.models.roi_heads.roi_extractors import SingleRoIExtractor
 from unidetector.ops import (AnchorGenerator, MaxIoUAssigner, RandomSampler, batched_nms, bbox2result, bbox2roi,
-                             bbox_overlaps, delta2bbox, multiclass_nms, nms, roi2bbox, roi_align, soft_nms)
+                             bbox_overlaps, clip_bboxes, delta2bbox, rescale_bboxes, multiclass_nms, nms, roi2bbox, roi_align, soft_nms)
 from unidetector.registry import MODELS, TASK_UTILS, build
 
 
@@ -82,6 +82,22 @@ def test_nms_empty_inputs():
     dets, labels = multiclass_nms(np.ones((2, 4), np.float32) * [0, 0, 5, 5], np.full((2, 3), 0.05, np.float32),
                                   0.05, dict(type="nms", iou_threshold=0.5))
     assert dets.shape == (0, 5) and labels.shape == (0,)
+
+
+def test_batched_soft_nms_any_class_ids():
+    rng = np.random.default_rng(5)
+    boxes, scores = random_boxes(rng, 40), rng.uniform(0, 1, 40).astype(np.float32)
+    ids = rng.integers(0, 3, 40)
+    cfg = dict(type="soft_nms", iou_threshold=0.5, method="gaussian")
+    dets, keep = batched_nms(boxes, scores, ids, cfg)
+    for shifted in (ids - 7, ids * 5000):  # negative and sparse ids give the same kept set
+        dets2, keep2 = batched_nms(boxes, scores, shifted, cfg, class_agnostic=False)
+        assert sorted(keep2.numpy().tolist()) == sorted(keep.numpy().tolist())
+    for c in range(3):  # per class it equals the single-class algorithm
+        idx = np.flatnonzero(ids == c)
+        ref_inds, ref_scores = reference_soft_nms(boxes[idx], scores[idx], 0.5, 0.5, 1e-3, "gaussian")
+        mine = keep.numpy()[np.isin(keep.numpy(), idx)]
+        assert sorted(mine.tolist()) == sorted(idx[ref_inds].tolist())
 
 
 def test_nan_scores_are_dropped():
@@ -190,6 +206,10 @@ def test_box_utils():
                       np.array([2, 0, 2]), 3)
     assert [r.shape for r in res] == [(1, 5), (0, 5), (2, 5)] and res[2][:, 4].tolist() == pytest.approx([.9, .7])
     assert [r.shape for r in bbox2result(np.zeros((0, 5), np.float32), np.zeros((0,)), 2)] == [(0, 5), (0, 5)]
+    np.testing.assert_allclose(rescale_bboxes(np.array([[2, 4, 6, 8, 0.5]], np.float32), [2, 4, 2, 4]).numpy(),
+                               [[1, 1, 3, 2, 0.5]])
+    np.testing.assert_allclose(clip_bboxes(np.array([[-1, -2, 30, 40]], np.float32), (20, 25)).numpy(),
+                               [[0, 0, 25, 20]])
 
 
 def test_delta2bbox_shape_error():

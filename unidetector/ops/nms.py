@@ -89,12 +89,17 @@ def _lexsort(primary: jt.Var, secondary: jt.Var, topk: int = -1) -> jt.Var:
 _GROUP_CPU_SRC = r"""
 const int n = in0_shape0;
 const int* cls = in0_p;
-int num = 0;
-for (int i = 0; i < n; i++) num = cls[i] + 1 > num ? cls[i] + 1 : num;
-std::vector<int> start(num + 1, 0);
-for (int i = 0; i < n; i++) start[cls[i] + 1]++;
-for (int c = 0; c < num; c++) start[c + 1] += start[c];
-for (int i = 0; i < n; i++) out0_p[start[cls[i]]++] = i;
+int lo = n ? cls[0] : 0, hi = lo;
+for (int i = 0; i < n; i++) { lo = cls[i] < lo ? cls[i] : lo; hi = cls[i] > hi ? cls[i] : hi; }
+if ((long)hi - lo > 4L * n + 1024) {  // sparse ids: comparison sort
+    std::iota(out0_p, out0_p + n, 0);
+    std::stable_sort(out0_p, out0_p + n, [&](int a, int b) { return cls[a] < cls[b]; });
+} else {  // counting sort
+    std::vector<int> start((size_t)(hi - lo) + 2, 0);
+    for (int i = 0; i < n; i++) start[cls[i] - lo + 1]++;
+    for (size_t c = 0; c + 1 < start.size(); c++) start[c + 1] += start[c];
+    for (int i = 0; i < n; i++) out0_p[start[cls[i] - lo]++] = i;
+}
 """
 _GROUP_CUDA_SRC = r"""
 const int n = in0_shape0;
@@ -105,10 +110,11 @@ thrust::stable_sort_by_key(thrust::device, out1_p, out1_p + n, out0_p);
 
 
 def _group_by_class(class_ids: jt.Var) -> jt.Var:
-    """``(N,)`` int32 permutation grouping non-negative class ids, index order within a class."""
+    """``(N,)`` int32 permutation grouping equal class ids (ascending), index order within a class."""
     n = class_ids.shape[0]
     order, _ = jt.code([(n,), (n,)], ["int32", "int32"], [class_ids.int32()],
-                       cpu_header="#include <vector>\n", cpu_src=_GROUP_CPU_SRC,
+                       cpu_header="#include <vector>\n#include <numeric>\n#include <algorithm>\n",
+                       cpu_src=_GROUP_CPU_SRC,
                        cuda_header="#include <thrust/sort.h>\n#include <thrust/sequence.h>\n"
                                    "#include <thrust/execution_policy.h>\n",
                        cuda_src=_GROUP_CUDA_SRC)

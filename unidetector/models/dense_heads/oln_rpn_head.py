@@ -250,9 +250,10 @@ class OlnRPNHead(nn.Module):
     def get_bboxes(self, cls_scores, bbox_preds, objectness_scores, img_metas, cfg: dict | None = None):
         """Proposals per image: ``(n, 5)`` ``[x1, y1, x2, y2, sigmoid(obj)]`` in input pixels.
 
-        Per level the top ``cfg['nms_pre']`` anchors by objectness (sorted, descending) are kept,
-        decoded with the TBLR coder and clipped to ``img_shape``; levels are concatenated and
-        NOT suppressed (official). Boxes smaller than ``min_bbox_size`` are dropped if it is > 0.
+        A level with more than ``cfg['nms_pre']`` anchors keeps its top ``nms_pre`` by objectness
+        (sorted, descending); smaller levels keep all anchors in anchor order (official). Boxes are
+        decoded with the TBLR coder and clipped to ``img_shape``; levels are concatenated and NOT
+        suppressed. Boxes smaller than ``min_bbox_size`` are dropped if it is > 0.
         """
         cfg = self.test_cfg if cfg is None else cfg
         nms_pre = cfg.get("nms_pre", -1)

@@ -350,19 +350,21 @@ def test_sigkill_and_resume_is_exact(tmp_path):
     ref_w = weights(ref.model)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     script = [sys.executable, str(Path(__file__).resolve()), "train", str(run_dir)]
-    proc = subprocess.Popen(script + ["--sleep", "0.4"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    # Jittor quits when one of *its own* children dies by a signal (SIGCHLD handler), so the run to be
+    # killed is a grandchild: bash starts it, reports its pid and exits normally after the kill.
+    pidfile = tmp_path / "pid"
+    proc = subprocess.Popen(["bash", "-c", '"$@" & echo $! > "$PIDFILE"; wait $!', "_", *script, "--sleep", "0.4"],
+                            env=dict(env, PIDFILE=str(pidfile)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     latest, killed_at = run_dir / "latest.pkl", None
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if latest.exists():
             try:
                 it = pickle.load(open(latest, "rb"))["meta"]["iter"]
-            except (EOFError, pickle.UnpicklingError, FileNotFoundError):
-                it = None  # a partial file would fail here; atomic_save must prevent it
-                raise AssertionError("latest.pkl was readable but incomplete")
+            except (EOFError, pickle.UnpicklingError) as e:  # atomic_save must make this impossible
+                raise AssertionError(f"latest.pkl exists but is incomplete: {e}")
             if it >= 6:  # mid-epoch 2 (4 steps per epoch)
-                proc.send_signal(signal.SIGKILL)
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
                 killed_at = it
                 break
         time.sleep(0.05)

@@ -155,6 +155,8 @@ class Trainer:
         """Batches per epoch (global batches; all ranks together)."""
         bs = self.loader.batch_size
         sampler = getattr(self.loader, "sampler", None)
+        if isinstance(sampler, _SkipSampler):
+            sampler = sampler.base
         n = len(sampler) if sampler is not None else self.loader.total_len
         return n // bs if getattr(self.loader, "drop_last", False) else math.ceil(n / bs)
 
@@ -311,11 +313,11 @@ class Trainer:
             epoch = self.epoch
             self.model.train()
             self.loader.set_epoch(epoch)
+            steps, n_batches = self.steps_per_epoch, self.num_batches  # before any skipping
             skip_batches = self.inner_iter * K
             if skip_batches:
                 order = base_sampler if base_sampler is not None else range(self.loader.total_len)
                 self.loader.sampler = _SkipSampler(order, skip_batches * bs)
-            steps, n_batches = self.steps_per_epoch, self.num_batches
             bar = tqdm(total=steps, initial=self.inner_iter, desc=f"epoch {epoch + 1}/{self.max_epochs}",
                        disable=not self.progress or self.rank != 0, dynamic_ncols=True, leave=True)
             window, t0 = [], time.time()

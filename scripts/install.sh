@@ -19,8 +19,6 @@ done
 
 need_debs=()
 [ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
-# MPI for multi-process training (mpirun -np N unidet train ...); a present mpicc makes the first
-# jittor import compile Jittor's MPI extension once
 command -v mpirun >/dev/null && command -v mpicc >/dev/null || need_debs+=(openmpi-bin libopenmpi-dev)
 if [ ${#need_debs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

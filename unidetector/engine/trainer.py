@@ -69,6 +69,18 @@ def dist_info():
     return (int(jt.rank), int(jt.world_size)) if jt.in_mpi else (0, 1)
 
 
+def broadcast_model(model) -> None:
+    """Copy rank 0's parameters and buffers to every rank. ``jt.set_global_seed`` seeds each rank
+    differently, so random inits differ; Jittor's own broadcast comes only after the first backward,
+    too late for the first forward."""
+    for var in model.state_dict().values():
+        frozen = var.is_stop_grad()
+        var.assign(var.mpi_broadcast(0))
+        if frozen:
+            var.stop_grad()
+    jt.sync_all()
+
+
 class _SkipSampler:
     """The index order of ``base`` without its first ``skip`` entries (resume inside an epoch)."""
 
@@ -148,6 +160,8 @@ class Trainer:
         self.log_path = self.work_dir / "log.jsonl"
         if self.rank == 0:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.world_size > 1:
+            broadcast_model(self.model)
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -253,7 +253,7 @@ def _segment_nms(boxes, scores, class_ids, mc1, order, method: str, iou_threshol
 
 
 def _prepare(boxes, scores, name: str):
-    """Validate ``(N, 4)`` boxes and ``(N,)`` scores; return Vars and the indices of non-NaN scores."""
+    """Validate ``(N, 4)`` boxes and ``(N,)`` scores; return them as float32 Vars."""
     boxes, scores = as_var(boxes), as_var(scores)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{name}: boxes must have shape (N, 4), got {tuple(boxes.shape)}")
@@ -322,7 +322,9 @@ def nms(boxes, scores, iou_threshold: float, offset: int = 0, score_threshold: f
         valid = jt.where((scores > score_threshold) & jt.logical_not(jt.isnan(scores)))[0]
         boxes, scores = boxes[valid], scores[valid]
     dets, keep = _run(boxes, scores, None, "nms", True, iou_threshold, offset, max_num=max_num)
-    return dets, _map_back(keep, scores, valid)
+    if valid is not None and keep.shape[0] > 0:
+        keep = valid[keep].int64()  # indices into the full input
+    return dets, keep
 
 
 def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, min_score: float = 1e-3,
@@ -344,12 +346,6 @@ def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, min_
         raise ValueError(f"soft_nms method must be 'naive', 'linear' or 'gaussian', got {method!r}")
     boxes, scores = _prepare(boxes, scores, "soft_nms")
     return _run(boxes, scores, None, "soft_nms", True, iou_threshold, offset, sigma, min_score, method)
-
-
-def _map_back(keep, scores, valid):
-    """Indices into a subset -> indices into the full input."""
-    keep = keep.int64()
-    return keep if valid is None or keep.shape[0] == 0 else valid[keep].int64()
 
 
 def batched_nms(boxes, scores, idxs, nms_cfg: dict, class_agnostic: bool = False):

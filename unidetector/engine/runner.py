@@ -190,6 +190,8 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
         trainer.resume(resume)
     elif cfg.get("load_from"):
         load_weights(model, cfg.load_from, log=trainer._print)
+    elif hasattr(model, "init_weights"):
+        model.init_weights()  # e.g. the ImageNet backbone of stage 1 (backbone.init_cfg), as mmdet's train.py
     jt.sync_all()
     return trainer.train()
 

@@ -33,10 +33,9 @@ WORLD = Path("data/synthetic")
 
 # Schedules: epochs of each stage (steps at ~2/3 and ~11/12 of training, as the official 8/11 of 12).
 PLANS = {
-    "quick": dict(size="small", stage1_epochs=4, stage2_epochs=4, estimate_min=4),
-    "full": dict(size="full", stage1_epochs=8, stage2_epochs=8, estimate_min=15),
+    "quick": dict(size="small", stage1_epochs=2, stage2_epochs=2, estimate_min=4),
+    "full": dict(size="small", stage1_epochs=8, stage2_epochs=6, estimate_min=15),
 }
-
 
 def _schedule(epochs: int) -> dict:
     return {"runner.max_epochs": epochs,

@@ -113,10 +113,10 @@ def _check(args) -> int:
 
 
 def _show(args) -> int:
-    import cv2
     import numpy as np
 
     from ..data.transforms import ImageLoadError, read_image
+    from ..visualize import class_color, draw_detections, image_grid, save_rgb
 
     data = _read(args.ann)
     names = {c["id"]: c["name"] for c in data["categories"]}
@@ -126,34 +126,22 @@ def _show(args) -> int:
     images = data["images"]
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(len(images), size=min(args.num, len(images)), replace=False) if images else []
-    tiles, cell = [], 384
+    tiles = []
     for i in sorted(int(k) for k in pick):
         img_info = images[i]
         name = img_info.get("file_name") or img_info["coco_url"].replace("http://images.cocodataset.org/", "")
         try:
-            img = read_image(osp.join(args.img_dir, name))
+            img = read_image(osp.join(args.img_dir, name), channel_order="rgb")
         except ImageLoadError as e:
             print(f"PROBLEM: {e}", file=sys.stderr)
             return 1
-        for a in by_img.get(img_info["id"], []):
-            x, y, w, h = (int(round(v)) for v in a["bbox"])
-            cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 255), 2)
-            cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 0), 1)
-            label = names.get(a["category_id"], str(a["category_id"]))
-            cv2.putText(img, label, (x + 2, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 3)
-            cv2.putText(img, label, (x + 2, max(10, y - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
-        scale = cell / max(img.shape[:2])
-        img = cv2.resize(img, (int(img.shape[1] * scale), int(img.shape[0] * scale)))
-        tile = np.full((cell, cell, 3), 255, np.uint8)
-        tile[:img.shape[0], :img.shape[1]] = img
-        tiles.append(tile)
+        anns = by_img.get(img_info["id"], [])
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
+        texts = [names.get(a["category_id"], str(a["category_id"])) for a in anns]
+        tiles.append(draw_detections(img, boxes, texts, [class_color(a["category_id"]) for a in anns]))
     if not tiles:
         print(f"{args.ann}: no images to show", file=sys.stderr)
         return 1
-    cols = min(3, len(tiles))
-    while len(tiles) % cols:
-        tiles.append(np.full_like(tiles[0], 255))
-    grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
-    cv2.imwrite(args.out, grid)
+    save_rgb(args.out, image_grid(tiles))
     print(f"{args.out}: {len(pick)} images")
     return 0

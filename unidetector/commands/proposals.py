@@ -30,30 +30,13 @@ def run(args) -> int:
     if not len(args.ann) == len(args.img_dir) == len(args.out):
         raise SystemExit(f"give one --img-dir and one --out per --ann (got {len(args.ann)} --ann, "
                          f"{len(args.img_dir)} --img-dir, {len(args.out)} --out)")
-    import json
-
     from ..config import load_config
-    from ..data import save_proposals
-    from ..engine.inference import inference
-    from ..engine.runner import build_dataset, build_model, load_weights
-    from ..evaluation import proposal_recall_report
+    from ..engine.proposals import generate_proposals
+    from ..engine.runner import build_model, load_weights
 
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg.model)
     load_weights(model, args.checkpoint)
     for ann, img_dir, out in zip(args.ann, args.img_dir, args.out):
-        test_cfg = dict(cfg.data.test)
-        test_cfg.pop("samples_per_gpu", None)
-        test_cfg.update(ann_file=ann, img_prefix=img_dir, test_mode=True, proposal_file=None)
-        dataset = build_dataset(test_cfg, "data.test", test_mode=True)
-        results = inference(model, dataset, samples_per_gpu=1, workers_per_gpu=int(cfg.data.get("workers_per_gpu", 0)),
-                            progress=not args.no_progress)
-        save_proposals(results, out)
-        print(f"{out}: proposals of {len(results)} images ({ann})")
-        with open(ann, encoding="utf-8") as f:
-            data = json.load(f)
-        if data.get("annotations"):
-            img_ids = [img["id"] for img in data["images"]]
-            report = proposal_recall_report(data, img_ids, results)
-            print("  " + "  ".join(f"{k}={v:.4f}" for k, v in report.items()))
+        generate_proposals(cfg, args.checkpoint, ann, img_dir, out, model=model, progress=not args.no_progress)
     return 0

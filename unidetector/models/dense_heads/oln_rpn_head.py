@@ -31,12 +31,7 @@ from jittor import nn
 from ...ops import anchor_inside_flags, bbox_overlaps, bboxes2tblr
 from ...ops.boxes import as_var
 from ...registry import MODELS, TASK_UTILS, build
-
-
-def l2_normalize(x: jt.Var, eps: float = 1e-12) -> jt.Var:
-    """``F.normalize(x, p=2, dim=1)``: ``x / max(||x||, eps)`` over channels. The clamp is taken
-    on the squared norm so that all-zero locations (after ReLU) have a finite gradient."""
-    return x / jt.sqrt(jt.maximum((x * x).sum(dim=1, keepdims=True), eps * eps))
+from ..layers.functional import l2_normalize
 
 
 def index_mask(num: int, inds: jt.Var) -> jt.Var:

@@ -40,6 +40,7 @@ from ....ops import DeltaXYWHBBoxCoder, multiclass_nms  # noqa: F401  (registers
 from ....ops.boxes import as_var, rescale_bboxes
 from ....registry import MODELS, TASK_UTILS, build
 from ...layers import AttentionPool2d
+from ...layers.functional import l2_normalize
 from ...losses import CrossEntropyLoss, accuracy
 
 __all__ = ["BBoxHeadCLIP", "BBoxHeadCLIPInference", "CLIPBBoxHeadBase", "UniformNegativeClassSampler",
@@ -76,11 +77,6 @@ def load_image_counts(cat_freq_path) -> np.ndarray | None:
     with open(cat_freq_path, encoding="utf-8") as f:
         cats = json.load(f)
     return np.array([c["image_count"] for c in sorted(cats, key=lambda c: c["id"])], np.float64)
-
-
-def l2_normalize(x: jt.Var, dim: int, eps: float = 1e-12) -> jt.Var:
-    """``x / max(||x||_2, eps)`` along ``dim`` (``F.normalize``): zero vectors stay zero."""
-    return x / jt.maximum(jt.sqrt((x * x).sum(dim=dim, keepdims=True)), eps)
 
 
 #: element-wise ``BCEWithLogits(x, y)`` of ``(B, C)`` logits and ``(B, C)`` float targets

@@ -6,3 +6,13 @@
 from . import runtime  # noqa: F401  (must run before any `import jittor`)
 
 __version__ = "0.1.0"
+
+__all__ = ["Detector", "Detections"]
+
+
+def __getattr__(name):  # lazy: `import unidetector` stays cheap (no Jittor until a Detector is used)
+    if name in ("Detector", "Detections"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'unidetector' has no attribute {name!r}")

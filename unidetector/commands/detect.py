@@ -155,7 +155,8 @@ def run(args) -> int:
         done.append((i, image, stem))
         entries.append(write_outputs(detector, image, dets, out_dir, stem, i, not args.no_draw))
         top = ", ".join(f"{n} {s:.2f}" for n, s in zip(dets.names[:3], dets.scores[:3].tolist()))
-        print(f"[{i + 1}/{len(images)}] {image}: {len(dets)} detections ({t['total']:.2f} s){': ' + top if top else ''}")
+        print(f"[{i + 1}/{len(images)}] {image}: {len(dets)} detections ({t['total']:.2f} s)"
+              + (f": {top}" if top else ""))
 
     summary = {"checkpoint": args.checkpoint, "proposal_checkpoint": args.proposal_checkpoint,
                "proposals": args.proposals, "encoder": detector.encoder.id, "vocabulary": names,

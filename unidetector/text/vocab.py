@@ -4,7 +4,8 @@ and the ways a user gives one.
 Built-in lists are package data under ``unidetector/text/vocabularies/`` (one name per line, in the
 official category-id order): ``coco`` (80, mmdet ``CocoDataset.CLASSES``), ``objects365`` (Objects365
 v2, 365, the annotation file's names, trailing spaces included: ``'Cigar/Cigarette '``, ``'Formula 1 '``,
-``'Table Tennis '``) and ``lvis`` (LVIS v1, 1203, underscores as in the json) when shipped.
+``'Table Tennis '``) and ``lvis`` (LVIS v1, 1203, underscores as in the json = mmdet
+``LVISV1Dataset.CLASSES``).
 The names are the *display* names; :func:`text_names` gives what the text encoder sees (the official
 cleaning of ``scripts/dump_clip_features_manyprompt.py``: commas dropped, ``+`` → space).
 """

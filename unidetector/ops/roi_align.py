@@ -90,6 +90,19 @@ __HD__ inline Sample sample_at(const RoIGeom& g, int ph, int pw, int iy, int ix)
 }}
 """
 
+# CPU only: the bilinear samples of one RoI, bin-major (the forward and backward kernels share them).
+_CPU_SAMPLES = r"""
+inline int bin_samples(const RoIGeom& g, std::vector<Sample>& samples) {{
+    const int per_bin = (g.grid_h > 0 && g.grid_w > 0) ? g.grid_h * g.grid_w : 0;
+    samples.resize((size_t){ph} * {pw} * per_bin);
+    size_t k = 0;
+    for (int ph = 0; ph < {ph}; ph++) for (int pw = 0; pw < {pw}; pw++)
+        for (int iy = 0; iy < g.grid_h; iy++) for (int ix = 0; ix < g.grid_w; ix++)
+            samples[k++] = sample_at(g, ph, pw, iy, ix);
+    return per_bin;
+}}
+"""
+
 # Per-level lookup tables, shared by CPU and CUDA (`{tables}` is generated per number of levels).
 _LEVELS = r"""
 #define LEVEL_TABLES {tables}
@@ -105,12 +118,7 @@ std::vector<Sample> samples;
 for (int n = 0; n < K; n++) {{
     const int l = levels[n];
     const RoIGeom g = roi_geom(rois + n * 5, l, Hs[l], Ws[l], scales[l]);
-    const int per_bin = (g.grid_h > 0 && g.grid_w > 0) ? g.grid_h * g.grid_w : 0;
-    samples.resize((size_t){ph} * {pw} * per_bin);
-    size_t k = 0;
-    for (int ph = 0; ph < {ph}; ph++) for (int pw = 0; pw < {pw}; pw++)
-        for (int iy = 0; iy < g.grid_h; iy++) for (int ix = 0; ix < g.grid_w; ix++)
-            samples[k++] = sample_at(g, ph, pw, iy, ix);
+    const int per_bin = bin_samples(g, samples);
     for (int c = 0; c < C; c++) {{
         const float* plane = feats[l] + ((size_t)g.b * C + c) * g.H * g.W;
         float* o = dst + ((size_t)n * C + c) * {ph} * {pw};
@@ -137,12 +145,7 @@ std::vector<Sample> samples;
 for (int n = 0; n < K; n++) {{
     const int l = levels[n];
     const RoIGeom g = roi_geom(rois + n * 5, l, Hs[l], Ws[l], scales[l]);
-    const int per_bin = (g.grid_h > 0 && g.grid_w > 0) ? g.grid_h * g.grid_w : 0;
-    samples.resize((size_t){ph} * {pw} * per_bin);
-    size_t k = 0;
-    for (int ph = 0; ph < {ph}; ph++) for (int pw = 0; pw < {pw}; pw++)
-        for (int iy = 0; iy < g.grid_h; iy++) for (int ix = 0; ix < g.grid_w; ix++)
-            samples[k++] = sample_at(g, ph, pw, iy, ix);
+    const int per_bin = bin_samples(g, samples);
     for (int c = 0; c < C; c++) {{
         float* plane = grads[l] + ((size_t)g.b * C + c) * g.H * g.W;
         const float* go = gsrc + ((size_t)n * C + c) * {ph} * {pw};
@@ -235,7 +238,8 @@ def _sources(num_levels, scales, output_size, sampling_ratio, aligned):
                   grad_ptrs=", ".join(f"out{i}_p" for i in range(L)),
                   memsets="\n".join(f"cudaMemsetAsync(out{i}_p, 0, out{i}->size);" for i in range(L)))
     common = _COMMON.format(**fields) + _LEVELS.format(tables=tables)
-    cpu_header = "#include <vector>\n#include <algorithm>\n#include <cmath>\n#define __HD__\n" + common
+    cpu_header = ("#include <vector>\n#include <algorithm>\n#include <cmath>\n#define __HD__\n" + common
+                  + _CPU_SAMPLES.format(**fields))
     cuda_header = "#include <algorithm>\n#define __HD__ __host__ __device__\n" + common + _CUDA_HEADER.format(**fields)
     return dict(fwd=(cpu_header, _CPU_FWD.format(**fields), cuda_header, _CUDA_FWD.format(**fields)),
                 bwd=(cpu_header, _CPU_BWD.format(**fields), cuda_header, _CUDA_BWD.format(**fields)))

@@ -234,6 +234,18 @@ def test_lr_schedule_matches_mmdet_formula():
     assert math.isclose(c.lr(1.0, 5, 5), 0.25 * 0.1 ** 0.5)
 
 
+def test_lr_schedule_iteration_milestones():
+    """``by_epoch=False``: milestones count iterations (mmcv), whatever the epoch."""
+    from unidetector.engine import build_lr_schedule
+
+    s = build_lr_schedule(dict(policy="step", by_epoch=False, step=[100, 140], warmup="linear", warmup_iters=10,
+                               warmup_ratio=0.1))
+    assert math.isclose(s.lr(1.0, 0, 5), 1 - 0.5 * 0.9)
+    assert s.lr(1.0, 0, 99) == 1.0 and s.lr(1.0, 5, 99) == 1.0
+    assert math.isclose(s.lr(1.0, 0, 100), 0.1) and math.isclose(s.lr(1.0, 0, 140), 0.01)
+    assert s.state_dict()["by_epoch"] is False
+
+
 def test_clip_grad_norm_keeps_direction():
     from unidetector.engine import build_optimizer, clip_grad_norm
     from unidetector.engine.optim import grad_global_norm

@@ -140,3 +140,15 @@ def test_proposals_command_writes_aligned_pickle(world, tmp_path, capsys):
         assert (np.diff(p[:, 4]) <= 0).all()
         assert p[:, 2].max(initial=0) <= img["width"] + 1e-3 and p[:, 3].max(initial=0) <= img["height"] + 1e-3
     assert "AR@100" in capsys.readouterr().out
+
+
+def test_resnet_stage_blocks_override_depth():
+    import pytest
+
+    from unidetector.models.backbones import ResNet
+
+    net = ResNet(depth=50, base_channels=8, stage_blocks=(1, 2, 1, 1), norm_eval=False)
+    assert [len(getattr(net, f"layer{i}")) for i in range(1, 5)] == [1, 2, 1, 1]
+    assert [len(getattr(ResNet(depth=50, base_channels=8), f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
+    with pytest.raises(ValueError, match="stage_blocks"):
+        ResNet(depth=50, base_channels=8, stage_blocks=(1, 0, 1, 1))

@@ -219,3 +219,28 @@ def test_sgd_steps_decrease_partitioned_loss(tmp_path):
     results = model(img, metas, proposals=proposals)
     assert len(results) == 2 and len(results[0]) == 9
     assert all(r.shape[1] == 5 for r in results[0])
+
+
+def test_clip_resnet_norm_eval_switch():
+    """Official: frozen BN statistics (EvalBatchNorm2d); ``norm_eval=False``: ordinary BN for training from
+    scratch (running statistics move in training mode); the state-dict keys are the same."""
+    import jittor as jt
+    import numpy as np
+
+    from unidetector.models.backbones import CLIPResNet
+    from unidetector.models.layers import EvalBatchNorm2d
+    from unidetector.models.roi_heads.shared_heads.clip_res_layer import CLIPResLayer
+
+    official = CLIPResNet(layers=[1, 1, 1, 1], width=8)
+    scratch = CLIPResNet(layers=[1, 1, 1, 1], width=8, frozen_stages=-1, norm_eval=False)
+    assert isinstance(official.layer2[0].bn1, EvalBatchNorm2d)
+    assert not isinstance(scratch.layer2[0].bn1, EvalBatchNorm2d)
+    assert set(official.state_dict()) == set(scratch.state_dict())
+    x = jt.array(np.random.default_rng(0).normal(3.0, 2.0, (2, 3, 64, 64)).astype(np.float32))
+    for model in (official, scratch):
+        model.train()
+        model(x)[0].sync()
+    assert np.allclose(official.bn1.running_mean.numpy(), 0)
+    assert not np.allclose(scratch.bn1.running_mean.numpy(), 0)
+    head = CLIPResLayer(layers=[1, 1, 1, 1], width=8, norm_eval=False)
+    assert not isinstance(head.layer4[0].bn3, EvalBatchNorm2d)

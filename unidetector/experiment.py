@@ -31,15 +31,19 @@ import numpy as np
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
 WORLD = Path("data/synthetic")
 
-# Schedules: epochs of each stage (steps at ~2/3 and ~11/12 of training, as the official 8/11 of 12).
+# Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``).
 PLANS = {
-    "quick": dict(size="small", stage1_epochs=2, stage2_epochs=2, estimate_min=4),
-    "full": dict(size="small", stage1_epochs=8, stage2_epochs=6, estimate_min=15),
+    "quick": dict(size="small", estimate_min=8, stage1=dict(epochs=1, options={}), stage2=dict(epochs=2, options={})),
+    "full": dict(size="small", estimate_min=20, stage1=dict(epochs=6, options={}), stage2=dict(epochs=4, options={})),
 }
 
-def _schedule(epochs: int) -> dict:
-    return {"runner.max_epochs": epochs,
-            "lr_config.step": [max(1, round(epochs * 2 / 3)), max(1, round(epochs * 11 / 12))]}
+
+def _schedule(epochs: int, iters_per_epoch: int) -> dict:
+    """``epochs`` with lr steps at 2/3 and 11/12 of the iterations (the official 8 and 11 of 12 epochs),
+    counted in iterations so that runs of one or two epochs decay too."""
+    total = epochs * iters_per_epoch
+    return {"runner.max_epochs": epochs, "lr_config.by_epoch": False,
+            "lr_config.step": [max(1, round(total * 2 / 3)), max(1, round(total * 11 / 12))]}
 
 
 @contextmanager
@@ -75,6 +79,15 @@ class Experiment:
         cfg.seed = self.seed
         return cfg
 
+    def stage_config(self, name: str, stage: dict):
+        """The training config of one stage with the plan's schedule and overrides."""
+        stats = self.world_meta()["stats"]
+        cfg = self.config(name, stage.get("options"))
+        n_images = stats["train_a_images"] + stats["train_b_images"]
+        iters = -(-n_images // int(cfg.data.get("samples_per_gpu", 2)))
+        cfg.merge_from_dict(_schedule(stage["epochs"], iters))
+        return cfg
+
     def world_meta(self) -> dict:
         return json.loads((WORLD / "world.json").read_text())
 
@@ -90,14 +103,14 @@ class Experiment:
     def train_stage1(self):
         from .engine.runner import train_from_config
 
-        cfg = self.config("stage1_cln.py", _schedule(self.plan["stage1_epochs"]))
+        cfg = self.stage_config("stage1_cln.py", self.plan["stage1"])
         train_from_config(cfg, work_dir="work_dirs/stage1_cln", seed=self.seed, validate=False,
                           progress=self.progress)
 
     def dump_proposals(self):
         from .engine.proposals import generate_proposals
 
-        cfg = self.config("stage1_cln.py")
+        cfg = self.config("stage1_cln.py", self.plan["stage1"].get("options"))
         world = self.world_meta()
         subsets = {"seen": world["vocabularies"]["seen"], "novel": world["vocabularies"]["novel"]}
         runs = [("train_a.json", "rp_train_a.pkl", None), ("train_b.json", "rp_train_b.pkl", None),
@@ -111,7 +124,7 @@ class Experiment:
     def train_stage2(self):
         from .engine.runner import train_from_config
 
-        cfg = self.config("stage2_partitioned.py", _schedule(self.plan["stage2_epochs"]))
+        cfg = self.stage_config("stage2_partitioned.py", self.plan["stage2"])
         train_from_config(cfg, work_dir="work_dirs/stage2_partitioned", seed=self.seed, validate=False,
                           progress=self.progress)
 

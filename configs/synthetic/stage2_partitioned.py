@@ -3,16 +3,20 @@
 #   unidet data synth --out data/synthetic            # images, jsons, cat-info, emb_{a,b,lvis}.npy
 #   (stage 1 on the same world writes data/synthetic/rp_train_a.pkl, rp_train_b.pkl, rp_val_lvis.pkl)
 #   unidet train configs/synthetic/stage2_partitioned.py
-# Reduced CLIP width (16 instead of 64: C4 = 256, C5 = 512 channels, attnpool 8 heads of 64) so that it
-# trains from scratch on a CPU; text embeddings: the synthetic word-vector encoder (D = 1024).
+# A small CLIP ResNet (width 16 instead of 64: C4 = 256, C5 = 512 channels, attnpool 8 heads of 64; one
+# block per stage instead of RN50's 3-4-6-3) so that it trains from scratch on a CPU. There are no CLIP
+# weights to start from, so nothing is frozen and the BatchNorms use batch statistics (norm_eval=False;
+# the official model keeps CLIP's frozen statistics). Text embeddings: the synthetic word-vector encoder
+# (D = 1024). 64 sampled RoIs per image (official 512 on 1333x800 images).
 _base_ = ['../_base_/clip_fast_rcnn_r50_c4.py']
 
 data_root = 'data/synthetic/'
 width = 16
+layers = [1, 1, 1, 1]
 model = dict(
-    backbone=dict(width=width),
+    backbone=dict(width=width, layers=layers, frozen_stages=-1, norm_eval=False),
     roi_head=dict(
-        shared_head=dict(width=width),
+        shared_head=dict(width=width, layers=layers, norm_eval=False),
         bbox_roi_extractor=dict(out_channels=width * 16),
         bbox_head=dict(
             type='BBoxHeadCLIPPartitioned',
@@ -21,7 +25,7 @@ model = dict(
             cat_freq_path=[data_root + 'train_a_cat_info.json', data_root + 'train_b_cat_info.json'],
             num_classes=30,             # = max(#A classes, #B classes) = the background label
             fed_loss_num_cat=50)),
-    train_cfg=dict(rcnn=dict(sampler=dict(num=128))))
+    train_cfg=dict(rcnn=dict(sampler=dict(num=64))))
 
 img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
                     to_rgb=True)  # CLIP normalisation (CLIP's 0-1 mean/std x 255), RGB
@@ -29,7 +33,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=300),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', img_scale=[(640, 256), (640, 384)], keep_ratio=True),
+    dict(type='Resize', img_scale=[(1024, 512), (1024, 768)], keep_ratio=True),
     dict(type='RandomFlip', flip_ratio=0.5),
     dict(type='Normalize', **img_norm_cfg),
     dict(type='Pad', size_divisor=32),
@@ -39,7 +43,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=None),
-    dict(type='MultiScaleFlipAug', img_scale=(640, 384), flip=False,
+    dict(type='MultiScaleFlipAug', img_scale=(1024, 640), flip=False,
          transforms=[
              dict(type='Resize', keep_ratio=True),
              dict(type='RandomFlip'),

@@ -1,10 +1,11 @@
-"""Learning-rate schedule: mmcv 1.x ``LrUpdaterHook`` (``policy='step'`` and ``'fixed'``), epoch based.
+"""Learning-rate schedule: mmcv 1.x ``LrUpdaterHook`` (``policy='step'`` and ``'fixed'``).
 
 For a group whose unscheduled lr is ``base`` (``initial_lr`` = optimizer lr × ``lr_mult``), at epoch
 ``e`` (0-based) and global iteration ``i`` (0-based, iterations done before this one):
 
 * regular lr = ``base · gamma^k`` with ``k`` = number of ``step`` milestones ≤ ``e`` (an int ``step``
-  means ``k = e // step``), floored at ``min_lr`` if given;
+  means ``k = e // step``), floored at ``min_lr`` if given; with ``by_epoch=False`` the milestones
+  count iterations and are compared with ``i`` (mmcv semantics, for runs of a few epochs);
 * warm-up while ``i < warmup_iters``: ``linear`` → ``regular · (1 − (1 − i/warmup_iters)·(1 − warmup_ratio))``,
   ``constant`` → ``regular · warmup_ratio``, ``exp`` → ``regular · warmup_ratio^(1 − i/warmup_iters)``.
 
@@ -25,8 +26,6 @@ class LrSchedule:
                  warmup_ratio=0.1, by_epoch=True):
         if policy not in ("step", "fixed"):
             raise ScheduleConfigError(f"lr_config.policy={policy!r} is not supported ('step', 'fixed')")
-        if not by_epoch:
-            raise ScheduleConfigError("lr_config.by_epoch=False is not supported (epoch-based runner only)")
         if warmup not in (None, "linear", "constant", "exp"):
             raise ScheduleConfigError(f"lr_config.warmup={warmup!r}: use None, 'linear', 'constant' or 'exp'")
         if policy == "step" and step is None:
@@ -40,22 +39,24 @@ class LrSchedule:
         self.warmup = warmup
         self.warmup_iters = int(warmup_iters or 0) if warmup else 0
         self.warmup_ratio = float(warmup_ratio)
+        self.by_epoch = bool(by_epoch)
 
-    def regular_factor(self, epoch: int) -> float:
+    def regular_factor(self, progress: int) -> float:
+        """``gamma^k`` at ``progress`` (the epoch, or the iteration when ``by_epoch=False``)."""
         if self.policy == "fixed":
             return 1.0
         if isinstance(self.step, int):
-            k = epoch // self.step
+            k = progress // self.step
         else:
             k = len(self.step)
             for i, s in enumerate(self.step):
-                if epoch < s:
+                if progress < s:
                     k = i
                     break
         return self.gamma ** k
 
     def lr(self, base_lr: float, epoch: int, iteration: int) -> float:
-        lr = base_lr * self.regular_factor(epoch)
+        lr = base_lr * self.regular_factor(epoch if self.by_epoch else iteration)
         if self.min_lr is not None:
             lr = max(lr, self.min_lr)
         if self.warmup and iteration < self.warmup_iters:
@@ -78,7 +79,7 @@ class LrSchedule:
 
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("policy", "step", "gamma", "min_lr", "warmup", "warmup_iters",
-                                              "warmup_ratio")}
+                                              "warmup_ratio", "by_epoch")}
 
 
 def build_lr_schedule(cfg: dict | None) -> LrSchedule:

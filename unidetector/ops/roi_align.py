@@ -114,7 +114,11 @@ const int K = in{L}_shape0, C = in0_shape1;
 const float* rois = in{L}_p;
 const int* levels = in{Lp1}_p;
 float* dst = out0_p;
+// RoIs are independent (each writes its own output rows): one OpenMP thread per RoI.
+#pragma omp parallel
+{{
 std::vector<Sample> samples;
+#pragma omp for schedule(dynamic, 8)
 for (int n = 0; n < K; n++) {{
     const int l = levels[n];
     const RoIGeom g = roi_geom(rois + n * 5, l, Hs[l], Ws[l], scales[l]);
@@ -131,6 +135,7 @@ for (int n = 0; n < K; n++) {{
         }}
     }}
 }}
+}}
 """
 
 _CPU_BWD = r"""
@@ -141,18 +146,26 @@ const int* levels = in{Lp1}_p;
 const float* gsrc = in{Lp2}_p;
 float* grads[{L}] = {{ {grad_ptrs} }};
 for (int l = 0; l < {L}; l++) std::fill(grads[l], grads[l] + grad_sizes[l], 0.f);
-std::vector<Sample> samples;
+// RoIs scatter into shared planes, channels never do: sample tables first, then one thread per
+// channel, RoIs in order inside it (the same summation order as a serial loop: deterministic).
+std::vector<RoIGeom> geoms(K);
+std::vector<std::vector<Sample>> samples(K);
+std::vector<int> per_bin(K);
+#pragma omp parallel for schedule(dynamic, 8)
 for (int n = 0; n < K; n++) {{
-    const int l = levels[n];
-    const RoIGeom g = roi_geom(rois + n * 5, l, Hs[l], Ws[l], scales[l]);
-    const int per_bin = bin_samples(g, samples);
-    for (int c = 0; c < C; c++) {{
-        float* plane = grads[l] + ((size_t)g.b * C + c) * g.H * g.W;
+    geoms[n] = roi_geom(rois + n * 5, levels[n], Hs[levels[n]], Ws[levels[n]], scales[levels[n]]);
+    per_bin[n] = bin_samples(geoms[n], samples[n]);
+}}
+#pragma omp parallel for schedule(static)
+for (int c = 0; c < C; c++) {{
+    for (int n = 0; n < K; n++) {{
+        const RoIGeom& g = geoms[n];
+        float* plane = grads[g.level] + ((size_t)g.b * C + c) * g.H * g.W;
         const float* go = gsrc + ((size_t)n * C + c) * {ph} * {pw};
-        const Sample* s = samples.data();
+        const Sample* s = samples[n].data();
         for (int bin = 0; bin < {ph} * {pw}; bin++) {{
             const float gb = go[bin];
-            for (int i = 0; i < per_bin; i++, s++) {{
+            for (int i = 0; i < per_bin[n]; i++, s++) {{
                 if (s->w1 == 0.f && s->w2 == 0.f && s->w3 == 0.f && s->w4 == 0.f) continue;
                 plane[s->p1] += gb * s->w1 / g.count; plane[s->p2] += gb * s->w2 / g.count;
                 plane[s->p3] += gb * s->w3 / g.count; plane[s->p4] += gb * s->w4 / g.count;

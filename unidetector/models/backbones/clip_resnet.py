@@ -14,24 +14,25 @@ from collections import OrderedDict
 from jittor import nn
 
 from ...registry import MODELS
-from ..layers import EvalBatchNorm2d
+from ..layers import make_norm
 
 
 class CLIPBottleneck(nn.Module):
-    """CLIP's anti-aliased Bottleneck (expansion 4); all its BatchNorms run in eval mode."""
+    """CLIP's anti-aliased Bottleneck (expansion 4); its BatchNorms run in eval mode unless
+    ``norm_eval=False`` (training from scratch, e.g. the synthetic world)."""
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, norm_eval: bool = True):
         super().__init__()
         out = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = EvalBatchNorm2d(planes)
+        self.bn1 = make_norm(planes, norm_eval)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = EvalBatchNorm2d(planes)
+        self.bn2 = make_norm(planes, norm_eval)
         self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
-        self.bn3 = EvalBatchNorm2d(out)
+        self.bn3 = make_norm(out, norm_eval)
         self.stride = stride
         self.downsample = None
         if stride > 1 or inplanes != out:
@@ -39,7 +40,7 @@ class CLIPBottleneck(nn.Module):
             self.downsample = nn.Sequential(OrderedDict([
                 ("-1", nn.AvgPool2d(stride) if stride > 1 else nn.Identity()),
                 ("0", nn.Conv2d(inplanes, out, 1, stride=1, bias=False)),
-                ("1", EvalBatchNorm2d(out)),
+                ("1", make_norm(out, norm_eval)),
             ]))
 
     def execute(self, x):
@@ -50,10 +51,12 @@ class CLIPBottleneck(nn.Module):
         return nn.relu(out + identity)
 
 
-def make_clip_res_layer(inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+def make_clip_res_layer(inplanes: int, planes: int, blocks: int, stride: int = 1,
+                        norm_eval: bool = True) -> nn.Sequential:
     """``blocks`` CLIP Bottlenecks (the first one strided); output ``planes * 4`` channels."""
-    layers = [CLIPBottleneck(inplanes, planes, stride)]
-    layers += [CLIPBottleneck(planes * CLIPBottleneck.expansion, planes) for _ in range(1, blocks)]
+    layers = [CLIPBottleneck(inplanes, planes, stride, norm_eval)]
+    layers += [CLIPBottleneck(planes * CLIPBottleneck.expansion, planes, norm_eval=norm_eval)
+               for _ in range(1, blocks)]
     return nn.Sequential(*layers)
 
 
@@ -100,10 +103,14 @@ class CLIPResNet(nn.Module):
         style: only ``'pytorch'`` (the official configs pass it; it has no effect).
         frozen_stages: 1 in the official code (hard-coded): stem + layer1 frozen;
             -1 freezes nothing, 0 the stem only, k the stem and layer1..k.
+        norm_eval: True (official, for CLIP / RegionCLIP weights): every BatchNorm uses its
+            running statistics, also in training. False: ordinary BatchNorm (batch statistics
+            in training), for training from scratch, e.g. on the synthetic world.
     """
 
     def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
-                 pretrained: str | None = None, style: str = "pytorch", frozen_stages: int = 1):
+                 pretrained: str | None = None, style: str = "pytorch", frozen_stages: int = 1,
+                 norm_eval: bool = True):
         super().__init__()
         if style != "pytorch":
             raise ValueError(f"CLIPResNet: style={style!r} is not supported (only 'pytorch')")
@@ -118,15 +125,15 @@ class CLIPResNet(nn.Module):
         self.out_channels = width * 16
 
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
-        self.bn1 = EvalBatchNorm2d(width // 2)
+        self.bn1 = make_norm(width // 2, norm_eval)
         self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
-        self.bn2 = EvalBatchNorm2d(width // 2)
+        self.bn2 = make_norm(width // 2, norm_eval)
         self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
-        self.bn3 = EvalBatchNorm2d(width)
+        self.bn3 = make_norm(width, norm_eval)
         self.avgpool = nn.AvgPool2d(2)
-        self.layer1 = make_clip_res_layer(width, width, layers[0])
-        self.layer2 = make_clip_res_layer(width * 4, width * 2, layers[1], stride=2)
-        self.layer3 = make_clip_res_layer(width * 8, width * 4, layers[2], stride=2)
+        self.layer1 = make_clip_res_layer(width, width, layers[0], norm_eval=norm_eval)
+        self.layer2 = make_clip_res_layer(width * 4, width * 2, layers[1], stride=2, norm_eval=norm_eval)
+        self.layer3 = make_clip_res_layer(width * 8, width * 4, layers[2], stride=2, norm_eval=norm_eval)
         self._freeze_stages()
 
     def _freeze_stages(self):

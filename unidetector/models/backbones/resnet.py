@@ -9,18 +9,10 @@ from __future__ import annotations
 from jittor import nn
 
 from ...registry import MODELS
-from ..layers import EvalBatchNorm2d
+from ..layers import make_norm
 from .clip_resnet import freeze, load_pretrained
 
 ARCH_SETTINGS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-
-
-def make_norm(channels: int, eval_mode: bool, requires_grad: bool) -> nn.Module:
-    """BatchNorm2d: fixed running statistics (``eval_mode``) or the usual batch statistics."""
-    bn = EvalBatchNorm2d(channels) if eval_mode else nn.BatchNorm(channels)
-    if not requires_grad:
-        freeze(bn)
-    return bn
 
 
 class Bottleneck(nn.Module):
@@ -67,6 +59,8 @@ class ResNet(nn.Module):
         stem_channels: stem width (default ``base_channels``).
         base_channels: width of ``layer1`` before expansion (64 for the real model).
         num_stages: number of residual stages (1-4).
+        stage_blocks: blocks per stage, overriding ``depth``'s (mmdet; e.g. ``(1, 1, 1, 1)`` for a
+            small model trained from scratch on the synthetic world).
         strides: stride of the first block of each stage.
         out_indices: stages whose outputs are returned, e.g. ``(0, 1, 2, 3)``.
         style: only ``'pytorch'`` (stride on the 3×3 conv, torchvision layout).
@@ -89,7 +83,7 @@ class ResNet(nn.Module):
                  out_indices=(0, 1, 2, 3), style: str = "pytorch", deep_stem: bool = False, avg_down: bool = False,
                  frozen_stages: int = -1, norm_cfg: dict | None = None, norm_eval: bool = True,
                  with_cp: bool = False, zero_init_residual: bool = True, pretrained: str | None = None,
-                 init_cfg: dict | None = None):
+                 init_cfg: dict | None = None, stage_blocks=None):
         super().__init__()
         if depth not in ARCH_SETTINGS:
             raise ValueError(f"ResNet: depth must be one of {sorted(ARCH_SETTINGS)}, got {depth}")
@@ -112,7 +106,10 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         inplanes = stem_channels
         self.res_layers = []
-        for i, num_blocks in enumerate(ARCH_SETTINGS[depth][:num_stages]):
+        stage_blocks = tuple(stage_blocks or ARCH_SETTINGS[depth])[:num_stages]
+        if len(stage_blocks) < num_stages or min(stage_blocks) < 1:
+            raise ValueError(f"ResNet: stage_blocks={stage_blocks} must give >= 1 block for each of {num_stages} stages")
+        for i, num_blocks in enumerate(stage_blocks):
             planes = base_channels * 2 ** i
             eval_bn = norm_eval or i < frozen_stages
             blocks = [Bottleneck(inplanes, planes, strides[i], eval_bn, requires_grad)]

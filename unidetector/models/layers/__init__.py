@@ -1,5 +1,5 @@
 """Building blocks shared by several models."""
 from .attention_pool import AttentionPool2d
-from .batch_norm import EvalBatchNorm2d
+from .batch_norm import EvalBatchNorm2d, make_norm
 
-__all__ = ["AttentionPool2d", "EvalBatchNorm2d"]
+__all__ = ["AttentionPool2d", "EvalBatchNorm2d", "make_norm"]

@@ -21,3 +21,13 @@ class EvalBatchNorm2d(nn.BatchNorm):
         w = self.weight / jt.sqrt(self.running_var + self.eps)
         b = self.bias - self.running_mean * w
         return x * w.broadcast(x, dims) + b.broadcast(x, dims)
+
+
+def make_norm(channels: int, eval_mode: bool = True, requires_grad: bool = True) -> nn.Module:
+    """BatchNorm2d: fixed running statistics (``eval_mode``) or the usual batch statistics;
+    ``requires_grad=False`` also freezes γ/β."""
+    bn = EvalBatchNorm2d(channels) if eval_mode else nn.BatchNorm(channels)
+    if not requires_grad:
+        for p in bn.parameters():
+            p.stop_grad()
+    return bn

@@ -13,8 +13,8 @@ class CLIPResLayer(nn.Module):
     applied to RoI features: (N, in_channels, 14, 14) → (N, width*32, 7, 7).
 
     The module path is ``layer4``, so keys read ``roi_head.shared_head.layer4.0.conv1.weight``.
-    All BatchNorms run in eval mode (as the official ``train()`` override does); weights stay
-    trainable.
+    All BatchNorms run in eval mode (as the official ``train()`` override does; ``norm_eval=False``
+    uses batch statistics instead); weights stay trainable.
 
     Args:
         layers: blocks per stage of the CLIP ResNet (only ``layers[3]`` is used).
@@ -24,15 +24,17 @@ class CLIPResLayer(nn.Module):
             ``roi_head.shared_head.layer4.*`` keys).
         in_channels: input channels; default ``width*16`` (the official class hard-codes
             1024 for width 64 and 1280 otherwise, i.e. RN50x4's 80*16).
+        norm_eval: as :class:`~unidetector.models.backbones.CLIPResNet` (False: batch statistics,
+            for training from scratch).
     """
 
     def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
-                 pretrained: str | None = None, in_channels: int | None = None):
+                 pretrained: str | None = None, in_channels: int | None = None, norm_eval: bool = True):
         super().__init__()
         self.in_channels = in_channels or width * 16
         self.out_channels = width * 8 * CLIPBottleneck.expansion
         self.pretrained = pretrained
-        self.layer4 = make_clip_res_layer(self.in_channels, width * 8, layers[3], stride=2)
+        self.layer4 = make_clip_res_layer(self.in_channels, width * 8, layers[3], stride=2, norm_eval=norm_eval)
 
     def init_weights(self, pretrained: str | None = None):
         path = pretrained or self.pretrained

@@ -244,3 +244,40 @@ def test_clip_resnet_norm_eval_switch():
     assert not np.allclose(scratch.bn1.running_mean.numpy(), 0)
     head = CLIPResLayer(layers=[1, 1, 1, 1], width=8, norm_eval=False)
     assert not isinstance(head.layer4[0].bn3, EvalBatchNorm2d)
+
+
+@pytest.mark.parametrize("norm_eval", [True, False])
+def test_channels_last_inference_equals_nchw(norm_eval):
+    """CPU inference runs the CLIP backbone and layer4 channels-last (no oneDNN reorders); the result
+    equals the ordinary NCHW evaluation, odd sizes (floor average pools) included."""
+    from unidetector.models.backbones import CLIPResNet
+    from unidetector.models.layers import channels_last
+    from unidetector.models.roi_heads.shared_heads.clip_res_layer import CLIPResLayer
+
+    rng = np.random.default_rng(0)
+    backbone = CLIPResNet(layers=[1, 2, 1, 2], width=16, norm_eval=norm_eval)
+    head = CLIPResLayer(layers=[1, 2, 1, 2], width=16, norm_eval=norm_eval)
+    for model in (backbone, head):
+        model.eval()
+        for name, value in model.state_dict().items():
+            if "running_var" in name:
+                value.assign(jt.array(rng.uniform(0.5, 2.0, value.shape).astype(np.float32)))
+            elif "running_mean" in name or name.endswith("bn1.bias"):
+                value.assign(jt.array(rng.normal(0, 0.5, value.shape).astype(np.float32)))
+    image = jt.array(rng.normal(size=(2, 3, 70, 90)).astype(np.float32))
+    rois = jt.array(rng.normal(size=(3, 256, 14, 13)).astype(np.float32))
+    outputs = {}
+    for fast in (False, True):
+        channels_last.ENABLED = fast
+        try:
+            with jt.no_grad():
+                assert channels_last.enabled(backbone) == (fast and jt.compile_extern.mkl_ops is not None)
+                outputs[fast] = (backbone(image)[0].numpy(), head(rois).numpy())
+        finally:
+            channels_last.ENABLED = True
+    assert outputs[True][0].shape == (2, 256, 4, 5) and outputs[True][1].shape == (3, 512, 7, 6)
+    for got, want in zip(outputs[True], outputs[False]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    with jt.no_grad():
+        backbone.train()
+        assert not channels_last.enabled(backbone)  # training mode: batch statistics, NCHW path

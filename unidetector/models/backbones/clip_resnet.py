@@ -14,7 +14,7 @@ from collections import OrderedDict
 from jittor import nn
 
 from ...registry import MODELS
-from ..layers import make_norm
+from ..layers import channels_last, make_norm
 
 
 class CLIPBottleneck(nn.Module):
@@ -43,12 +43,29 @@ class CLIPBottleneck(nn.Module):
                 ("1", make_norm(out, norm_eval)),
             ]))
 
-    def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
-        out = nn.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(self.avgpool(out)))
-        identity = x if self.downsample is None else self.downsample(x)
+    def execute(self, x, nhwc: bool = False):
+        """(N, C, H, W) → (N, 4·planes, H/stride, W/stride); (N, H, W, C) in and out with ``nhwc``
+        (inference only, see :mod:`~unidetector.models.layers.channels_last`)."""
+        f = channels_last.apply if nhwc else _call
+        out = nn.relu(f(self.bn1, f(self.conv1, x)))
+        out = nn.relu(f(self.bn2, f(self.conv2, out)))
+        out = f(self.bn3, f(self.conv3, f(self.avgpool, out)))
+        identity = x if self.downsample is None else f(self.downsample, x)
         return nn.relu(out + identity)
+
+
+def _call(module, x):
+    return module(x)
+
+
+def run_blocks(owner: nn.Module, x, blocks):
+    """Apply ``blocks`` (callables ``block(x, nhwc)``) to a NCHW batch; channels-last in between
+    when :func:`channels_last.enabled` for ``owner`` (CPU inference)."""
+    nhwc = channels_last.enabled(owner)
+    x = channels_last.to_nhwc(x) if nhwc else x
+    for block in blocks:
+        x = block(x, nhwc)
+    return channels_last.to_nchw(x) if nhwc else x
 
 
 def make_clip_res_layer(inplanes: int, planes: int, blocks: int, stride: int = 1,
@@ -148,11 +165,11 @@ class CLIPResNet(nn.Module):
             load_pretrained(self, path, {"visual.": "", "backbone.": ""})
             self._freeze_stages()
 
-    def stem(self, x):
+    def stem(self, x, nhwc: bool = False):
+        f = channels_last.apply if nhwc else _call
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
-            x = nn.relu(bn(conv(x)))
-        return self.avgpool(x)
+            x = nn.relu(f(bn, f(conv, x)))
+        return f(self.avgpool, x)
 
     def execute(self, x):
-        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
-        return (x,)
+        return (run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3]),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from jittor import nn
 
 from ....registry import MODELS
-from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer
+from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer, run_blocks
 
 
 @MODELS.register_module()
@@ -42,4 +42,4 @@ class CLIPResLayer(nn.Module):
             load_pretrained(self, path, {"visual.layer4.": "layer4.", "roi_head.shared_head.layer4.": "layer4."})
 
     def execute(self, x):
-        return self.layer4(x)
+        return run_blocks(self, x, list(self.layer4))

@@ -1,0 +1,70 @@
+"""Channels-last (NHWC) CPU inference for the CLIP ResNets.
+
+Jittor hands every CPU convolution to oneDNN in NCHW, and oneDNN computes in NHWC, so each
+call reorders its input and its output: at full width (stage-2 inference, CLIP RN50) those
+reorders were ~20 % of the time. Under ``jt.no_grad()`` on the CPU, the CLIP backbone and the
+RoI layer4 keep their activations channels-last from their first convolution to their last,
+with the same oneDNN convolution primitives (the same results, without the reorders).
+
+``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``,
+``nn.BatchNorm`` (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride,
+no padding, floor), ``nn.Identity`` and ``nn.Sequential`` of those. Training always takes
+the ordinary NCHW path (gradients, batch statistics).
+"""
+from __future__ import annotations
+
+import os
+
+import jittor as jt
+from jittor import nn
+
+#: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
+ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
+
+
+def enabled(module: nn.Module) -> bool:
+    """True for inference of ``module`` on the CPU (eval mode, no gradients) with oneDNN ops."""
+    return (ENABLED and bool(jt.flags.no_grad) and not jt.flags.use_cuda and not module.is_training()
+            and getattr(jt.compile_extern, "mkl_ops", None) is not None)
+
+
+def to_nhwc(x: jt.Var) -> jt.Var:
+    """(N, C, H, W) → (N, H, W, C)."""
+    return x.transpose(0, 2, 3, 1)
+
+
+def to_nchw(x: jt.Var) -> jt.Var:
+    """(N, H, W, C) → (N, C, H, W)."""
+    return x.transpose(0, 3, 1, 2)
+
+
+def apply(module: nn.Module, x: jt.Var) -> jt.Var:
+    """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C')."""
+    if isinstance(module, nn.Conv2d):
+        (sh, sw), (ph, pw), (dh, dw) = module.stride, module.padding, module.dilation
+        y = jt.compile_extern.mkl_ops.mkl_conv(x, module.weight, sh, sw, ph, pw, dh, dw, module.groups,
+                                               "acdb", "oihw", "acdb")
+        return y if module.bias is None else y + module.bias
+    if isinstance(module, nn.BatchNorm):
+        scale = module.weight / jt.sqrt(module.running_var + module.eps)
+        return x * scale + (module.bias - module.running_mean * scale)
+    if isinstance(module, nn.AvgPool2d):
+        return _avg_pool(x, module.layer)
+    if isinstance(module, nn.Identity):
+        return x
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            x = apply(layer, x)
+        return x
+    raise TypeError(f"channels_last.apply: no channels-last rule for {type(module).__name__}")
+
+
+def _avg_pool(x: jt.Var, pool) -> jt.Var:
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
+    if (kh, kw) != (sh, sw) or ph or pw or pool.ceil_mode:
+        raise TypeError("channels_last.apply: only AvgPool2d with kernel == stride, no padding, floor mode")
+    n, h, w, c = x.shape
+    h, w = h // kh, w // kw
+    if x.shape[1] != h * kh or x.shape[2] != w * kw:
+        x = x[:, :h * kh, :w * kw]
+    return x.reshape(n, h, kh, w, kw, c).mean(dims=(2, 4))

@@ -149,7 +149,8 @@ def test_api_reuses_regions_and_matches_the_model_forward(world):
     assert det.last_timings["reused"] and det.last_timings["stage1"] == 0 and det.last_timings["regions"] == 0
     fresh = det.detect(image, classes=world["swap"], reuse_regions=False)
     assert not det.last_timings["reused"]
-    np.testing.assert_allclose(swapped.boxes, fresh.boxes, atol=1e-5)
+    # float32 rounding may differ between the first (compiling) and later passes: boxes in pixels to 1e-3
+    np.testing.assert_allclose(swapped.boxes, fresh.boxes, rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(swapped.scores, fresh.scores, atol=1e-5)
     assert swapped.names == fresh.names and swapped.boxes.dtype == np.float32
     # an RGB array gives the same result as the path (same pixels -> same cache entry)

@@ -27,11 +27,16 @@ def test_quick_experiment_report(quick_experiment):
     for step in ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "report"):
         assert step in on_disk["timings"], step
     assert on_disk["settings"]["jittor"].startswith("1.3")
-    # the stage-1 proposals find objects, including those of never-labelled classes
-    assert on_disk["proposals"]["AR@100"] > 0.2 and on_disk["proposals"]["novel_AR@100"] > 0.1
-    # stage 2 detects something on the open-world test set, and needs the text space to do it
-    assert on_disk["lvis"]["AP"] > 0.0
-    assert on_disk["lvis"]["AP"] > on_disk["control_shuffled_embeddings"]["AP"]
+    # the stage-1 proposals find objects, including those of never-labelled classes (issue goal: AR@100 >= 0.5;
+    # measured 0.56 / novel 0.57 on the development machine)
+    assert on_disk["proposals"]["AR@100"] >= 0.5 and on_disk["proposals"]["novel_AR@100"] >= 0.4
+    # stage 2 detects on the open-world test set, and needs the text space to do it: the shuffled-embedding
+    # control (mean of several permutations) loses most of it (measured: AP 7.7 % vs 1.3 %, APr 4.6 % vs 1.4 %;
+    # the APr bound is looser than the issue's 3x because a few rare classes make APr noisy)
+    control = on_disk["control_shuffled_embeddings"]
+    assert len(control["permutations"]) >= 3 and len(control["per_permutation"]["APr"]) == len(control["permutations"])
+    assert on_disk["lvis"]["AP"] > 3 * control["AP"]
+    assert on_disk["lvis"]["APr"] > 2 * control["APr"]
     md = (work_dir / "report.md").read_text()
     assert "| raw |" in md and "AR@100" in md and "control: shuffled text embeddings" in md
     for png in ("ap_by_frequency.png", "detections.png"):
@@ -43,3 +48,38 @@ def test_quick_experiment_report(quick_experiment):
     for f in ("work_dirs/stage1_cln/latest.pkl", "work_dirs/stage2_partitioned/latest.pkl",
               "data/synthetic/rp_val_lvis.pkl", "results/raw_val_lvis.pkl", "data/synthetic/prior_from_raw.npy"):
         assert (work_dir / f).exists(), f
+
+
+@pytest.mark.slow
+def test_region_rescoring_equals_the_model_test_path(quick_experiment):
+    """The experiment scores its raw / calibrated / control vocabularies on cached region embeddings: the
+    results equal the ordinary test path (the model's ``simple_test``) image by image."""
+    import os
+
+    from unidetector.engine.inference import inference
+    from unidetector.engine.regions import dataset_regions, vocabulary_results
+    from unidetector.engine.runner import build_dataset, build_model, load_weights
+    from unidetector.experiment import Experiment, derangement
+
+    work_dir, _ = quick_experiment
+    old = os.getcwd()
+    os.chdir(work_dir)
+    try:
+        exp = Experiment(work_dir, quick=True)
+        cfg = exp.config("stage2_lvis_inference.py")
+        model = build_model(cfg.model)
+        load_weights(model, "work_dirs/stage2_partitioned/latest.pkl", log=lambda *_: None)
+        dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
+        dataset.data_infos, dataset.proposals = dataset.data_infos[:4], dataset.proposals[:4]
+        want = inference(model, dataset, progress=False)
+        got = vocabulary_results(model, dataset_regions(model, dataset, progress=False),
+                                 np.load("data/synthetic/emb_lvis.npy"))
+    finally:
+        os.chdir(old)
+    assert len(got) == len(want) == 4
+    for g_img, w_img in zip(got, want):
+        assert len(g_img) == len(w_img) == 48
+        for g, w in zip(g_img, w_img):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    perm = derangement(48, 1)
+    assert sorted(perm) == list(range(48)) and not (perm == np.arange(48)).any()

@@ -88,19 +88,6 @@ class Detections:
         return out
 
 
-@dataclass
-class Regions:
-    """What re-scoring an image with another vocabulary needs (all numpy, network-input pixels)."""
-
-    features: np.ndarray         # (N, D) attention-pool region embeddings
-    deltas: np.ndarray           # (N, 4) class-agnostic box deltas
-    rois: np.ndarray             # (N, 5) [0, x1, y1, x2, y2] proposals
-    proposal_scores: np.ndarray  # (N,) stage-1 scores o
-    img_shape: tuple
-    scale_factor: np.ndarray
-    ori_shape: tuple
-
-
 # ----------------------------------------------------------------------------------------- text
 @dataclass
 class TextEncoderSpec:
@@ -443,42 +430,19 @@ class Detector:
         p = np.asarray(out.numpy() if hasattr(out, "numpy") else out, np.float32).reshape(-1, 5)
         return p[np.argsort(-p[:, 4], kind="stable")]
 
-    def regions(self, rgb, proposals, name="<array>") -> Regions:
-        """Stage 2 up to the region embeddings: backbone, RoIAlign, shared head, attention pool, deltas."""
-        import jittor as jt
-
-        from .ops import bbox2roi
+    def regions(self, rgb, proposals, name="<array>"):
+        """Stage 2 up to the region embeddings (:class:`~unidetector.engine.regions.Regions`)."""
+        from .engine.regions import extract_regions
 
         batch = self._prepare(self.pipeline, rgb, name, proposals)
-        meta = batch["img_metas"][0]
-        rh = self.model.roi_head
-        head = rh.bbox_head
-        with jt.no_grad():
-            x = self.model.extract_feat(jt.array(batch["img"]))
-            props = jt.array(np.ascontiguousarray(batch["proposals"][0], np.float32))
-            rois = bbox2roi([props])
-            feats = rh.bbox_roi_extractor(x[:rh.bbox_roi_extractor.num_inputs], rois)
-            if rh.with_shared_head:
-                feats = rh.shared_head(feats)
-            f = head.attnpool(feats)
-            deltas = head.fc_reg(f)
-            f_np, d_np, r_np, o_np = (v.numpy() for v in (f, deltas, rois, props[:, -1]))
-        return Regions(f_np, d_np, r_np, o_np, tuple(meta["img_shape"]), np.asarray(meta["scale_factor"], np.float32),
-                       tuple(meta["ori_shape"]))
+        return extract_regions(self.model, batch["img"], batch["img_metas"], batch["proposals"])[0]
 
-    def score(self, regions: Regions, embeddings: np.ndarray, names) -> Detections:
+    def score(self, regions, embeddings: np.ndarray, names) -> Detections:
         """Vocabulary scoring of cached regions: cosine logits, fusion, decode, soft-NMS, ``score_thr``."""
-        import jittor as jt
-
+        from .engine.regions import score_regions
         from .models.roi_heads.bbox_heads.bbox_head_clip import classifier_weights
 
-        head = self.model.roi_head.bbox_head
-        with jt.no_grad():
-            logits = head.cosine_logits(jt.array(regions.features), classifier_weights(embeddings))
-            dets, labels = head.get_bboxes(jt.array(regions.rois), (logits, jt.array(regions.proposal_scores)),
-                                           jt.array(regions.deltas), regions.img_shape, regions.scale_factor,
-                                           rescale=True, cfg=self.model.roi_head.test_cfg)
-            dets, labels = dets.numpy().reshape(-1, 5), labels.numpy().reshape(-1).astype(np.int64)
+        dets, labels = score_regions(self.model, regions, classifier_weights(embeddings))
         keep = dets[:, 4] >= self.score_thr
         dets, labels = dets[keep], labels[keep]
         order = np.argsort(-dets[:, 4], kind="stable")

@@ -7,7 +7,8 @@
 # block per stage instead of RN50's 3-4-6-3) so that it trains from scratch on a CPU. There are no CLIP
 # weights to start from, so nothing is frozen and the BatchNorms use batch statistics (norm_eval=False;
 # the official model keeps CLIP's frozen statistics). Text embeddings: the synthetic word-vector encoder
-# (D = 1024). 64 sampled RoIs per image (official 512 on 1333x800 images).
+# (D = 1024). 32 sampled RoIs per image, half of them positive at most (official 512 with 1/4 positive on
+# 1333x800 images): the RoI head (layer4 at 14x14 per RoI) is most of the cost, positives carry the classes.
 _base_ = ['../_base_/clip_fast_rcnn_r50_c4.py']
 
 data_root = 'data/synthetic/'
@@ -25,7 +26,7 @@ model = dict(
             cat_freq_path=[data_root + 'train_a_cat_info.json', data_root + 'train_b_cat_info.json'],
             num_classes=30,             # = max(#A classes, #B classes) = the background label
             fed_loss_num_cat=50)),
-    train_cfg=dict(rcnn=dict(sampler=dict(num=64))))
+    train_cfg=dict(rcnn=dict(sampler=dict(num=32, pos_fraction=0.5))))
 
 img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
                     to_rgb=True)  # CLIP normalisation (CLIP's 0-1 mean/std x 255), RGB
@@ -33,7 +34,9 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=300),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', img_scale=[(1024, 512), (1024, 768)], keep_ratio=True),
+    # ~1.5x the world's 256-384 px images: shapes must survive the C4 stride of 16 (at native size the
+    # classifier learns colours but not shapes); 1.5x and 2x gave the same AP, 1.5x at 0.6 vs 0.8 s/iteration
+    dict(type='Resize', img_scale=[(768, 384), (768, 576)], keep_ratio=True),
     dict(type='RandomFlip', flip_ratio=0.5),
     dict(type='Normalize', **img_norm_cfg),
     dict(type='Pad', size_divisor=32),
@@ -43,7 +46,7 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=None),
-    dict(type='MultiScaleFlipAug', img_scale=(1024, 640), flip=False,
+    dict(type='MultiScaleFlipAug', img_scale=(768, 480), flip=False,
          transforms=[
              dict(type='Resize', keep_ratio=True),
              dict(type='RandomFlip'),
@@ -68,10 +71,9 @@ data = dict(
     test=dict(type='CocoDataset', ann_file=data_root + 'train_a.json', img_prefix=data_root + 'images/',
               proposal_file=data_root + 'rp_train_a.pkl', pipeline=test_pipeline, test_mode=True))
 
-# the official schedule (SPEC 4.6) scaled to a small world: effective lr 0.002 -> 0.01 from scratch
-optimizer = dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=0.0001,
-                 paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0),
-                                                 'roi_head': dict(lr_mult=0.1, decay_mult=1.0)}))
+# From scratch in minutes: AdamW (the official SGD 0.002 fine-tunes CLIP weights; SGD from scratch reached
+# about half the AP of AdamW in the same 300 iterations here).
+optimizer = dict(type='AdamW', lr=0.001, weight_decay=0.05)
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
 lr_config = dict(policy='step', warmup='linear', warmup_iters=50, warmup_ratio=0.001, step=[8, 11])
 runner = dict(type='EpochBasedRunner', max_epochs=12)

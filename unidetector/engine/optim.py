@@ -1,4 +1,4 @@
-"""Optimizer: SGD in PyTorch semantics, mmcv 1.x parameter groups (``paramwise_cfg``), gradient clipping.
+"""Optimizers: SGD (and AdamW) in PyTorch semantics, mmcv 1.x parameter groups (``paramwise_cfg``), gradient clipping.
 
 * :class:`SGD` is ``jt.optim.SGD`` (checked line by line: ``d = g + wd·w``, ``v = μ·v + (1−dampening)·d``,
   ``w −= lr·v``, Nesterov ``w −= lr·(d + μ·v)``; with the buffer starting at 0 the first step gives
@@ -36,49 +36,51 @@ class OptimizerConfigError(ValueError):
     """The ``optimizer`` config asks for something this engine does not implement."""
 
 
-class SGD(jt.optim.SGD):
-    """``jt.optim.SGD`` with parameter names and a checkpointable state.
+class _NamedState:
+    """Parameter names and a checkpointable, name-keyed state for Jittor optimizers.
 
     ``param_groups`` entries carry ``names`` (parameter names, same order as ``params``),
     ``lr`` (current) and ``initial_lr`` (the lr before scheduling: base_lr × lr_mult).
+    ``BUFFERS`` maps a state-dict key to the per-group list of per-parameter buffers.
     """
 
-    def __init__(self, params, lr, momentum=0, weight_decay=0, dampening=0, nesterov=False):
-        super().__init__(params, lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening,
-                         nesterov=nesterov)
+    BUFFERS: dict = {}
+    HYPER: tuple = ()
+
+    def _name_groups(self, lr):
         for pg in self.param_groups:
             pg.setdefault("lr", lr)
             pg.setdefault("initial_lr", pg["lr"])
             pg.setdefault("names", [f"param{i}" for i in range(len(pg["params"]))])
 
-    # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        groups, buffers = [], {}
+        groups, buffers = [], {key: {} for key in self.BUFFERS}
         for pg in self.param_groups:
             groups.append({k: pg[k] for k in ("lr", "initial_lr", "names")}
-                          | {k: pg.get(k, getattr(self, k)) for k in ("momentum", "weight_decay", "dampening",
-                                                                       "nesterov")})
-            for name, v in zip(pg["names"], pg["values"]):
-                buffers[name] = v.numpy().copy()
-        return {"type": "SGD", "param_groups": groups, "momentum_buffer": buffers, "n_step": self.n_step}
+                          | {k: pg.get(k, getattr(self, k)) for k in self.HYPER})
+            for key, field in self.BUFFERS.items():
+                for name, v in zip(pg["names"], pg[field]):
+                    buffers[key][name] = v.numpy().copy()
+        return {"type": type(self).__name__, "param_groups": groups, **buffers, "n_step": self.n_step}
 
     def load_state_dict(self, state: dict) -> None:
+        if state.get("type", "SGD") != type(self).__name__:
+            raise ValueError(f"optimizer state is {state.get('type')!r}, the config builds {type(self).__name__!r}")
         groups = state["param_groups"]
         if len(groups) != len(self.param_groups) or any(
                 list(a["names"]) != list(b["names"]) for a, b in zip(groups, self.param_groups)):
             raise ValueError("optimizer state does not match the model's parameter groups "
                              f"({len(groups)} saved vs {len(self.param_groups)} now, or different parameters)")
-        buffers = state["momentum_buffer"]
         for saved, pg in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "names":
                     pg[k] = v
-            for name, v in zip(pg["names"], pg["values"]):
-                v.assign(jt.array(np.asarray(buffers[name], dtype=str(v.dtype))))
-                v.stop_grad()
+            for key, field in self.BUFFERS.items():
+                for name, v in zip(pg["names"], pg[field]):
+                    v.assign(jt.array(np.asarray(state[key][name], dtype=str(v.dtype))))
+                    v.stop_grad()
         self.n_step = int(state.get("n_step", self.n_step))
 
-    # ---------------------------------------------------------------- helpers
     def grads(self):
         """[(name, param, grad)] of parameters that require grad (after a ``backward``)."""
         out = []
@@ -89,6 +91,32 @@ class SGD(jt.optim.SGD):
                 if not p.is_stop_grad():
                     out.append((name, p, g))
         return out
+
+
+class SGD(_NamedState, jt.optim.SGD):
+    """``jt.optim.SGD`` (PyTorch semantics, see the module doc) with parameter names and a
+    checkpointable state (momentum buffers by parameter name)."""
+
+    BUFFERS = {"momentum_buffer": "values"}
+    HYPER = ("momentum", "weight_decay", "dampening", "nesterov")
+
+    def __init__(self, params, lr, momentum=0, weight_decay=0, dampening=0, nesterov=False):
+        super().__init__(params, lr, momentum=momentum, weight_decay=weight_decay, dampening=dampening,
+                         nesterov=nesterov)
+        self._name_groups(lr)
+
+
+class AdamW(_NamedState, jt.optim.AdamW):
+    """``jt.optim.AdamW`` = ``torch.optim.AdamW`` (decoupled decay ``w *= 1 − lr·wd``, bias-corrected
+    moments, ``w −= lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + eps)``) with names and a checkpointable state.
+    Not used by the official configs; the synthetic world trains from scratch with it."""
+
+    BUFFERS = {"exp_avg": "m", "exp_avg_sq": "values"}
+    HYPER = ("eps", "betas", "weight_decay")
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr, eps=eps, betas=tuple(betas), weight_decay=weight_decay)
+        self._name_groups(lr)
 
 
 def _is_norm(module) -> bool:
@@ -151,25 +179,32 @@ def paramwise_groups(model, base_lr: float, base_wd: float | None, paramwise_cfg
     return list(merged.values())
 
 
-def build_optimizer(model, cfg: dict) -> SGD:
+OPTIMIZERS = {
+    "SGD": (SGD, {"momentum": 0.0, "dampening": 0.0, "nesterov": False}),
+    "AdamW": (AdamW, {"betas": (0.9, 0.999), "eps": 1e-8}),
+}
+
+
+def build_optimizer(model, cfg: dict):
     """``optimizer=dict(type='SGD', lr, momentum=0, weight_decay=0, dampening=0, nesterov=False,
-    paramwise_cfg=...)`` → :class:`SGD`. Only SGD is implemented (the official configs use it)."""
+    paramwise_cfg=...)`` → :class:`SGD`; ``type='AdamW'`` (``lr, betas, eps, weight_decay``, torch's
+    default decay 0.01) → :class:`AdamW`. The official configs use SGD."""
     cfg = dict(cfg)
     typ = cfg.pop("type", "SGD")
-    if typ != "SGD":
-        raise OptimizerConfigError(f"optimizer.type={typ!r} is not supported (only 'SGD')")
+    if typ not in OPTIMIZERS:
+        raise OptimizerConfigError(f"optimizer.type={typ!r} is not supported (supported: {sorted(OPTIMIZERS)})")
+    cls, defaults = OPTIMIZERS[typ]
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
-    allowed = {"lr", "momentum", "weight_decay", "dampening", "nesterov"}
+    allowed = {"lr", "weight_decay", *defaults}
     unknown = sorted(set(cfg) - allowed)
     if unknown:
-        raise OptimizerConfigError(f"optimizer: unsupported keys {unknown}; supported: {sorted(allowed)}")
+        raise OptimizerConfigError(f"optimizer ({typ}): unsupported keys {unknown}; supported: {sorted(allowed)}")
     if "lr" not in cfg:
         raise OptimizerConfigError("optimizer: 'lr' is required")
-    lr = float(cfg["lr"])
-    wd = cfg.get("weight_decay")
+    lr = float(cfg.pop("lr"))
+    wd = cfg.pop("weight_decay", None if typ == "SGD" else 0.01)
     groups = paramwise_groups(model, lr, None if wd is None else float(wd), paramwise_cfg)
-    return SGD(groups, lr, momentum=float(cfg.get("momentum", 0.0)), weight_decay=float(wd or 0.0),
-               dampening=float(cfg.get("dampening", 0.0)), nesterov=bool(cfg.get("nesterov", False)))
+    return cls(groups, lr, weight_decay=float(wd or 0.0), **{k: cfg.get(k, v) for k, v in defaults.items()})
 
 
 def grad_global_norm(optimizer: SGD, norm_type: float = 2.0) -> jt.Var:

@@ -15,8 +15,9 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
 8. ``report``     ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
 Steps 5–7 share one pass of the network over the test set (the vocabulary only enters after the
-attention pool, :mod:`unidetector.engine.regions`). Everything runs with the work dir as current directory, so the synthetic configs' relative paths
-(``data/synthetic/...``, ``work_dirs/...``) land inside it.
+attention pool, :mod:`unidetector.engine.regions`). Everything runs with the work dir as current
+directory, so the synthetic configs' relative paths (``data/synthetic/...``, ``work_dirs/...``) land
+inside it.
 """
 from __future__ import annotations
 

@@ -160,8 +160,9 @@ class Experiment:
             load_weights(model, "work_dirs/stage2_partitioned/latest.pkl", log=lambda *_: None)
             dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
             head = cfg.model.roi_head.bbox_head
-            self._test_state = dict(model=model, dataset=dataset, regions=dataset_regions(model, dataset, self.progress),
-                                    gamma=float(head.gamma), beta=float(head.beta))
+            regions = dataset_regions(model, dataset, self.progress)
+            self._test_state = dict(model=model, dataset=dataset, regions=regions, gamma=float(head.gamma),
+                                    beta=float(head.beta))
         return self._test_state
 
     def _evaluate(self, embeddings: np.ndarray, prior_file=None, out=None) -> dict:

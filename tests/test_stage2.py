@@ -120,6 +120,11 @@ def test_calibration_prior_smoothing_and_no_nan(tmp_path):
     p = 1 / (1 + np.exp(-logits.numpy()))
     ref = (p * np.append(w, 1)) ** 0.3 * np.float32([0.9, 0.5, 0.1, 0.0])[:, None] ** 0.7
     assert np.isfinite(fused).all() and np.allclose(fused, ref, rtol=1e-5, atol=1e-6)
+    # explicit weights override the head's prior (None = raw scores, as re-scoring cached regions uses)
+    raw = head.fuse_scores(logits, jt.array(np.float32([0.9, 0.5, 0.1, 0.0])), calibration=None).numpy()
+    assert np.allclose(raw, p ** 0.3 * np.float32([0.9, 0.5, 0.1, 0.0])[:, None] ** 0.7, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="2 class weights"):
+        head.fuse_scores(logits, jt.array(np.float32([0.9, 0.5, 0.1, 0.0])), calibration=np.ones(2))
 
 
 def test_calibrate_command(tmp_path, capsys):
@@ -281,3 +286,7 @@ def test_channels_last_inference_equals_nchw(norm_eval):
     with jt.no_grad():
         backbone.train()
         assert not channels_last.enabled(backbone)  # training mode: batch statistics, NCHW path
+    with pytest.raises(TypeError, match="MaxPool2d"):
+        channels_last.apply(jt.nn.MaxPool2d(2), jt.zeros((1, 4, 4, 8)))
+    with pytest.raises(TypeError, match="kernel == stride"):
+        channels_last.apply(jt.nn.AvgPool2d(3, stride=2, padding=1), jt.zeros((1, 4, 4, 8)))

@@ -9,7 +9,6 @@ vocabularies from one pass of the network (:func:`dataset_regions`, :func:`vocab
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,13 +36,13 @@ def extract_regions(model, img, img_metas, proposals) -> list:
     in network-input pixels. ``model``: a stage-2 detector whose box head has ``attnpool``/``fc_reg``.
     """
     from ..ops import bbox2roi
+    from ..ops.boxes import as_var
 
     rh = model.roi_head
     head = rh.bbox_head
     with jt.no_grad():
-        x = model.extract_feat(jt.array(img) if isinstance(img, np.ndarray) else img)
-        props = [jt.array(np.ascontiguousarray(np.asarray(p, np.float32))) if not isinstance(p, jt.Var) else p
-                 for p in proposals]
+        x = model.extract_feat(as_var(img))
+        props = [as_var(p) for p in proposals]
         rois = bbox2roi(props)
         feats = rh.bbox_roi_extractor(x[:rh.bbox_roi_extractor.num_inputs], rois)
         if rh.with_shared_head:
@@ -59,28 +58,19 @@ def extract_regions(model, img, img_metas, proposals) -> list:
     return out
 
 
-@contextmanager
-def _calibration(head, weights):
-    saved = head._calibration
-    head._calibration = None if weights is None else np.asarray(weights, np.float32)
-    try:
-        yield
-    finally:
-        head._calibration = saved
-
-
 def score_regions(model, regions: Regions, zs_weights: jt.Var, calibration=None) -> tuple:
     """Detections of one image under one vocabulary: ``(dets (k, 5), labels (k,))`` numpy, boxes in
     original-image pixels. ``zs_weights``: ``classifier_weights(embeddings)`` (D, C+1);
     ``calibration``: (C,) weights ``w / mean(w)`` or None (raw scores)."""
     head = model.roi_head.bbox_head
-    with jt.no_grad(), _calibration(head, calibration):
-        if len(regions.rois) == 0:
-            return np.zeros((0, 5), np.float32), np.zeros((0,), np.int64)
+    if len(regions.rois) == 0:
+        return np.zeros((0, 5), np.float32), np.zeros((0,), np.int64)
+    with jt.no_grad():
         logits = head.cosine_logits(jt.array(regions.features), zs_weights)
-        dets, labels = head.get_bboxes(jt.array(regions.rois), (logits, jt.array(regions.proposal_scores)),
-                                       jt.array(regions.deltas), regions.img_shape, regions.scale_factor,
-                                       rescale=True, cfg=model.roi_head.test_cfg)
+        bboxes = head.decode_boxes(jt.array(regions.rois), jt.array(regions.deltas), regions.img_shape,
+                                   regions.scale_factor, rescale=True)
+        scores = head.fuse_scores(logits, regions.proposal_scores, calibration)
+        dets, labels = head.postprocess(bboxes, scores, model.roi_head.test_cfg)
         return dets.numpy().reshape(-1, 5), labels.numpy().reshape(-1).astype(np.int64)
 
 

@@ -290,6 +290,9 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
         return self.postprocess(bboxes, jt.sigmoid(cls_score), cfg)
 
 
+HEAD_PRIOR = object()  # fuse_scores default: the head's own calibration weights
+
+
 @MODELS.register_module()
 class BBoxHeadCLIPInference(BBoxHeadCLIP):
     """Open-world test head: proposal-score fusion and optional prior calibration.
@@ -330,12 +333,19 @@ class BBoxHeadCLIPInference(BBoxHeadCLIP):
             prior = load_prior(resultfile, smoothing=calibration_smoothing, num_classes=self.num_classes)
             self._calibration = calibration_weights(prior, self.gamma)
 
-    def fuse_scores(self, logits: jt.Var, proposal_scores) -> jt.Var:
-        """``(n, C + 1)`` fused (and calibrated) scores from logits and ``(n,)`` proposal scores."""
+    def fuse_scores(self, logits: jt.Var, proposal_scores, calibration=HEAD_PRIOR) -> jt.Var:
+        """``(n, C + 1)`` fused (and calibrated) scores from logits and ``(n,)`` proposal scores.
+
+        ``calibration``: ``(C,)`` weights ``w / mean(w)`` to apply, ``None`` for raw scores; by default
+        the head's own (from ``resultfile`` when ``withcalibration``)."""
+        weights = self._calibration if calibration is HEAD_PRIOR else calibration
         p = jt.sigmoid(logits)
-        if self._calibration is not None:
-            w = np.concatenate([self._calibration, np.ones(1, np.float32)])
-            p = p * jt.array(w)[None]
+        if weights is not None:
+            weights = np.asarray(weights, np.float32).reshape(-1)
+            if weights.shape[0] != logits.shape[1] - 1:
+                raise ValueError(f"calibration has {weights.shape[0]} class weights, the logits {logits.shape[1] - 1} "
+                                 "classes (+ background)")
+            p = p * jt.array(np.concatenate([weights, np.ones(1, np.float32)]))[None]
         o = as_var(proposal_scores).reshape(-1, 1)
         return p ** self.beta * o ** (1.0 - self.beta)
 

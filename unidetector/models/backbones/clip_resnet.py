@@ -14,7 +14,7 @@ from collections import OrderedDict
 from jittor import nn
 
 from ...registry import MODELS
-from ..layers import channels_last, make_norm
+from ..layers import BlockAvgPool2d, channels_last, make_norm
 
 
 class CLIPBottleneck(nn.Module):
@@ -30,7 +30,7 @@ class CLIPBottleneck(nn.Module):
         self.bn1 = make_norm(planes, norm_eval)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = make_norm(planes, norm_eval)
-        self.avgpool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.avgpool = BlockAvgPool2d(stride) if stride > 1 else nn.Identity()
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = make_norm(out, norm_eval)
         self.stride = stride
@@ -38,7 +38,7 @@ class CLIPBottleneck(nn.Module):
         if stride > 1 or inplanes != out:
             # keys "-1" (pool, no weights), "0" (conv), "1" (BN) as in the official checkpoints
             self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride) if stride > 1 else nn.Identity()),
+                ("-1", BlockAvgPool2d(stride) if stride > 1 else nn.Identity()),
                 ("0", nn.Conv2d(inplanes, out, 1, stride=1, bias=False)),
                 ("1", make_norm(out, norm_eval)),
             ]))
@@ -147,7 +147,7 @@ class CLIPResNet(nn.Module):
         self.bn2 = make_norm(width // 2, norm_eval)
         self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
         self.bn3 = make_norm(width, norm_eval)
-        self.avgpool = nn.AvgPool2d(2)
+        self.avgpool = BlockAvgPool2d(2)
         self.layer1 = make_clip_res_layer(width, width, layers[0], norm_eval=norm_eval)
         self.layer2 = make_clip_res_layer(width * 4, width * 2, layers[1], stride=2, norm_eval=norm_eval)
         self.layer3 = make_clip_res_layer(width * 8, width * 4, layers[2], stride=2, norm_eval=norm_eval)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import jittor as jt
 from jittor import nn
 
+from .bmm import bmm
+
 
 class AttentionPool2d(nn.Module):
     """Attention pooling of a (N, C, H, W) map to (N, output_dim), as in CLIP ModifiedResNet.
@@ -52,9 +54,9 @@ class AttentionPool2d(nn.Module):
         # which is exact and costs O(C²) per RoI instead of O(L·C²) for projecting all L tokens.
         w_k = self.k_proj.weight.reshape(heads, head_dim, c)
         w_v = self.v_proj.weight.reshape(heads, head_dim, c)
-        q_k = jt.matmul(q.transpose(1, 0, 2), w_k).transpose(1, 0, 2)            # (N, h, C)
-        attn = nn.softmax(jt.matmul(q_k, tokens_t), dim=-1)                     # (N, h, L)
-        pooled = jt.matmul(attn, tokens)                                        # (N, h, C)
-        out = jt.matmul(pooled.transpose(1, 0, 2), w_v.transpose(0, 2, 1))      # (h, N, d)
+        q_k = bmm(q.transpose(1, 0, 2), w_k).transpose(1, 0, 2)                 # (N, h, C)
+        attn = nn.softmax(bmm(q_k, tokens_t), dim=-1)                           # (N, h, L)
+        pooled = bmm(attn, tokens)                                              # (N, h, C)
+        out = bmm(pooled.transpose(1, 0, 2), w_v.transpose(0, 2, 1))            # (h, N, d)
         out = out.transpose(1, 0, 2).reshape(n, c) + self.v_proj.bias
         return self.c_proj(out)

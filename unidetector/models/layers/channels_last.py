@@ -18,6 +18,8 @@ import os
 import jittor as jt
 from jittor import nn
 
+from .pooling import block_mean, pool_is_blockwise
+
 #: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
 ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
 
@@ -49,7 +51,9 @@ def apply(module: nn.Module, x: jt.Var) -> jt.Var:
         scale = module.weight / jt.sqrt(module.running_var + module.eps)
         return x * scale + (module.bias - module.running_mean * scale)
     if isinstance(module, nn.AvgPool2d):
-        return _avg_pool(x, module.layer)
+        if not pool_is_blockwise(module):
+            raise TypeError("channels_last.apply: only AvgPool2d with kernel == stride, no padding, floor mode")
+        return block_mean(x, module.layer.kernel_size[0], channels_last=True)
     if isinstance(module, nn.Identity):
         return x
     if isinstance(module, nn.Sequential):
@@ -58,13 +62,3 @@ def apply(module: nn.Module, x: jt.Var) -> jt.Var:
         return x
     raise TypeError(f"channels_last.apply: no channels-last rule for {type(module).__name__}")
 
-
-def _avg_pool(x: jt.Var, pool) -> jt.Var:
-    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
-    if (kh, kw) != (sh, sw) or ph or pw or pool.ceil_mode:
-        raise TypeError("channels_last.apply: only AvgPool2d with kernel == stride, no padding, floor mode")
-    n, h, w, c = x.shape
-    h, w = h // kh, w // kw
-    if x.shape[1] != h * kh or x.shape[2] != w * kw:
-        x = x[:, :h * kh, :w * kw]
-    return x.reshape(n, h, kh, w, kw, c).mean(dims=(2, 4))

@@ -30,7 +30,9 @@ img_norm_cfg = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', img_scale=[(512, 256), (512, 384)], multiscale_mode='range', keep_ratio=True),
+    # the world's 256-384 px images at up to ~1.2-1.75x: long sides of 448 and 512 gave the same AR@100 after three
+    # epochs of the experiment's light stage 1 (0.56 and 0.54), 448 with 20 % faster proposal dumps
+    dict(type='Resize', img_scale=[(448, 224), (448, 336)], multiscale_mode='range', keep_ratio=True),
     dict(type='RandomFlip', flip_ratio=0.5),
     dict(type='Normalize', **img_norm_cfg),
     dict(type='Pad', size_divisor=32),
@@ -39,7 +41,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='MultiScaleFlipAug', img_scale=(512, 384), flip=False,
+    dict(type='MultiScaleFlipAug', img_scale=(448, 336), flip=False,
          transforms=[
              dict(type='Resize', keep_ratio=True),
              dict(type='RandomFlip'),

@@ -37,7 +37,7 @@ img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.50053
 test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=100, load_score=True),
-    dict(type='MultiScaleFlipAug', img_scale=(640, 400), flip=False,
+    dict(type='MultiScaleFlipAug', img_scale=(576, 360), flip=False,
          transforms=[
              dict(type='Resize', keep_ratio=True),
              dict(type='RandomFlip'),

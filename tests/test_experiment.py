@@ -28,15 +28,15 @@ def test_quick_experiment_report(quick_experiment):
         assert step in on_disk["timings"], step
     assert on_disk["settings"]["jittor"].startswith("1.3")
     # the stage-1 proposals find objects, including those of never-labelled classes (issue goal: AR@100 >= 0.5;
-    # measured 0.56 / novel 0.57 on the development machine)
+    # measured 0.56 / novel 0.58 on the development machine)
     assert on_disk["proposals"]["AR@100"] >= 0.5 and on_disk["proposals"]["novel_AR@100"] >= 0.4
     # stage 2 detects on the open-world test set, and needs the text space to do it: the shuffled-embedding
-    # control (mean of several permutations) loses most of it (measured: AP 7.7 % vs 1.3 %, APr 4.6 % vs 1.4 %;
-    # the APr bound is looser than the issue's 3x because a few rare classes make APr noisy)
+    # control (mean of several permutations) loses most of it (measured: AP 8.1 % vs 1.1 %, APr 8.5 % vs 1.6 %;
+    # the issue's bar for APr is 3x)
     control = on_disk["control_shuffled_embeddings"]
     assert len(control["permutations"]) >= 3 and len(control["per_permutation"]["APr"]) == len(control["permutations"])
     assert on_disk["lvis"]["AP"] > 3 * control["AP"]
-    assert on_disk["lvis"]["APr"] > 2 * control["APr"]
+    assert on_disk["lvis"]["APr"] >= 3 * control["APr"]
     md = (work_dir / "report.md").read_text()
     assert "| raw |" in md and "AR@100" in md and "control: shuffled text embeddings" in md
     for png in ("ap_by_frequency.png", "detections.png"):

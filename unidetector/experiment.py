@@ -51,7 +51,7 @@ QUICK_STAGE2 = {"model.train_cfg.rcnn.sampler.num": 16, "model.train_cfg.rcnn.sa
 PLANS = {
     "quick": dict(size="small", estimate_min=4, stage1=dict(epochs=3, options=LIGHT_STAGE1),
                   stage2=dict(epochs=2, options=QUICK_STAGE2)),
-    "full": dict(size="small", estimate_min=11, stage1=dict(epochs=6, options=LIGHT_STAGE1),
+    "full": dict(size="small", estimate_min=8, stage1=dict(epochs=6, options=LIGHT_STAGE1),
                  stage2=dict(epochs=5, options={})),
 }
 

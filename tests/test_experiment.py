@@ -83,3 +83,19 @@ def test_region_rescoring_equals_the_model_test_path(quick_experiment):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
     perm = derangement(48, 1)
     assert sorted(perm) == list(range(48)) and not (perm == np.arange(48)).any()
+
+
+def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path):
+    """``unidet doctor --warm`` compiles the quick run's kernels by running every step on a world of a few
+    images: the same configs and overrides as the quick plan, so the same fused graphs."""
+    from unidetector.experiment import PLANS, Experiment
+
+    warm, quick = PLANS["warm"], PLANS["quick"]
+    assert warm["stage1"]["options"] == quick["stage1"]["options"]
+    assert warm["stage2"]["options"] == quick["stage2"]["options"]
+    report = Experiment(tmp_path, plan="warm", progress=False, log=lambda *_: None).run()
+    assert report["mode"] == "warm" and report["world"]["train_a_images"] == 8
+    assert set(report["timings"]) >= {"world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control"}
+    assert (tmp_path / "report.md").exists() and (tmp_path / "work_dirs/stage2_partitioned/latest.pkl").exists()
+    with pytest.raises(ValueError, match="unknown experiment plan 'huge'"):
+        Experiment(tmp_path, plan="huge")

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,41 @@ def test_user_settings_win(monkeypatch, tmp_path):
     env, state = {"nvcc_path": "/opt/cuda/bin/nvcc", "log_silent": "0"}, {}
     runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
     assert env["nvcc_path"] == "/opt/cuda/bin/nvcc" and env["log_silent"] == "0"
+
+
+def test_canonical_interpreter_names_the_versioned_link_of_the_same_interpreter(tmp_path):
+    real = tmp_path / "base" / "python-real"
+    real.parent.mkdir()
+    real.write_text("")
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    versioned = venv / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    versioned.symlink_to(real)
+    (venv / "python3").symlink_to(versioned.name)
+    (venv / "python").symlink_to("python3")
+    assert runtime.canonical_interpreter(str(venv / "python")) == str(versioned)
+    assert runtime.canonical_interpreter(str(venv / "python3")) == str(versioned)
+    assert runtime.canonical_interpreter(str(versioned)) == str(versioned)
+    # a different interpreter of that name is not ours to substitute
+    other = tmp_path / "other" / "bin"
+    other.mkdir(parents=True)
+    (other / "python3").symlink_to(real)
+    (other / versioned.name).write_text("")
+    assert runtime.canonical_interpreter(str(other / "python3")) == str(other / "python3")
+
+
+def test_every_launcher_gives_jittor_one_python_path():
+    """Jittor keys its kernel cache by the interpreter path: ``python`` and ``python3`` of one venv must
+    look the same to it, or each recompiles every kernel."""
+    code = "import unidetector, jittor; print(jittor.flags.python_path)"
+    bindir = Path(sys.executable).parent
+    seen = set()
+    for name in ("python", "python3"):
+        if (bindir / name).exists():
+            out = subprocess.run([str(bindir / name), "-c", code], capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-2000:]
+            seen.add(out.stdout.strip().splitlines()[-1])
+    assert len(seen) == 1, seen
 
 
 @pytest.mark.skipif(not (runtime.DEBIAN_DNNL_INCLUDE / "dnnl.h").exists(),

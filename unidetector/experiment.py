@@ -53,6 +53,10 @@ PLANS = {
                   stage2=dict(epochs=2, options=QUICK_STAGE2)),
     "full": dict(size="small", estimate_min=8, stage1=dict(epochs=6, options=LIGHT_STAGE1),
                  stage2=dict(epochs=5, options={})),
+    # every step of the quick run on a world of a few images: compiles the quick run's kernels
+    # (``unidet doctor --warm``, run by the install script)
+    "warm": dict(size="tiny", estimate_min=1, stage1=dict(epochs=1, options=LIGHT_STAGE1),
+                 stage2=dict(epochs=1, options=QUICK_STAGE2)),
 }
 
 
@@ -86,9 +90,12 @@ def _cwd(path: Path):
 class Experiment:
     """Run the steps in order, timing each; ``report`` accumulates what ``report.json`` holds."""
 
-    def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print):
+    def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
+                 plan: str | None = None):
         self.work_dir = Path(work_dir).resolve()
-        self.mode = "quick" if quick else "full"
+        self.mode = plan or ("quick" if quick else "full")
+        if self.mode not in PLANS:
+            raise ValueError(f"unknown experiment plan {self.mode!r}; expected one of {sorted(PLANS)}")
         self.plan = PLANS[self.mode]
         self.seed, self.progress, self.log = seed, progress, log
         self.report = {"mode": self.mode, "seed": seed, "timings": {}}

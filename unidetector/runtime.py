@@ -11,6 +11,9 @@ What it does, once per process, *before* Jittor is imported:
   ``libdnnl-dev`` works when linked into the cache folder Jittor looks in
   (see ``shared/DESIGN.md``). We create those links; if the library is absent
   we set ``use_mkl=0`` and warn once, loudly.
+* **One interpreter path.** Jittor keys its kernel cache by ``sys.executable``; we use the
+  ``pythonX.Y`` spelling for ``python``/``python3`` so that every launcher shares one cache
+  (:func:`canonical_interpreter`).
 * **Quiet logs** (``log_silent=1`` unless ``UNIDET_VERBOSE`` is set), the CPU
   thread count, and offline-safe flags for optional CUDA libraries.
 
@@ -55,6 +58,21 @@ def cuda_device_count() -> int:
     return 0
 
 
+def canonical_interpreter(executable: str) -> str:
+    """``executable``'s ``pythonX.Y`` sibling when that is the same interpreter (``.venv/bin/python`` and
+    ``python3`` are links to it), else ``executable`` unchanged.
+
+    Jittor writes ``sys.executable`` into the compile command that keys every cached kernel, so without
+    this ``python -m pytest`` and the ``unidet`` script (``#!.../python3``) would each compile their own copy
+    of every kernel, overwriting the other's: minutes of recompilation whenever the two alternate.
+    """
+    path = Path(executable)
+    sibling = path.with_name(f"python{sys.version_info.major}.{sys.version_info.minor}")
+    if sibling != path and sibling.is_file() and os.path.realpath(sibling) == os.path.realpath(path):
+        return str(sibling)
+    return executable
+
+
 def link_debian_onednn(target: Path = ONEDNN_DIR) -> bool:
     """Make Debian's oneDNN visible as Jittor's ``dnnl_lnx_2.2.0_cpu_gomp``.
 
@@ -90,6 +108,11 @@ def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR) -> dict:
         return state
     if "jittor" in sys.modules and env is os.environ:
         state["imported_too_late"] = True  # flags are already fixed; report, don't fail
+    elif env is os.environ:
+        canonical = canonical_interpreter(sys.executable)
+        if canonical != sys.executable:
+            state["python_path"] = f"{canonical}  (instead of {sys.executable}: one kernel cache for every launcher)"
+            sys.executable = canonical
 
     def setdefault_env(key: str, value: str, why: str) -> None:
         if key not in env:

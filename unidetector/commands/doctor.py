@@ -1,8 +1,8 @@
 """Check the runtime: Jittor, CUDA/cuDNN, oneDNN, threads, MPI, compile cache.
 
 Prints what was found and, for each missing piece, what to do about it.
-``--json`` prints one JSON object instead; ``--warm`` also compiles the kernels
-that every model uses, so that the first real run does not pay for it.
+``--json`` prints one JSON object instead; ``--warm`` also compiles the kernels of
+``unidet experiment --quick``, so that the first real run does not pay for them.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ HELP = "check the Jittor runtime (oneDNN, CUDA, MPI, compile cache) and say what
 
 def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--warm", action="store_true", help="also compile the common kernels (minutes when cold)")
+    parser.add_argument("--warm", action="store_true", help="also compile the kernels of the quick experiment (minutes when cold)")
 
 
 def _folder_size(path: Path) -> int:
@@ -87,20 +87,16 @@ def collect() -> dict:
 
 
 def warm() -> float:
-    """Compile forward and backward of the layers every model uses; returns seconds."""
-    import jittor as jt
-    from jittor import nn
+    """Compile the kernels of ``unidet experiment --quick`` by running all its steps on a world of a few
+    images in a temporary directory (Jittor fuses and compiles per graph, so a toy network would miss
+    most of them); returns seconds."""
+    import tempfile
+
+    from ..experiment import Experiment
 
     t0 = time.time()
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.AvgPool2d(2), nn.Conv2d(8, 16, 1), nn.ReLU())
-    head = nn.Linear(16, 4)
-    opt = jt.optim.SGD(net.parameters() + head.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = jt.randn(2, 3, 64, 64)
-    feat = net(x).mean(dims=(2, 3))
-    loss = (head(feat).sigmoid() - 0.5).abs().mean() + nn.cross_entropy_loss(head(feat), jt.array([0, 1]))
-    opt.step(loss)
-    jt.sync_all(True)
+    with tempfile.TemporaryDirectory(prefix="unidet-warm-") as work_dir:
+        Experiment(work_dir, plan="warm", progress=False, log=lambda *_: None).run()
     return time.time() - t0
 
 
@@ -122,7 +118,7 @@ def run(args) -> int:
         f"{ok}compile cache: {report['cache_dir']} ({report['cache_bytes'] / 2**20:.0f} MiB)",
     ]
     if "warm_seconds" in report:
-        lines.append(f"{ok}common kernels compiled in {report['warm_seconds']} s")
+        lines.append(f"{ok}kernels of the quick experiment compiled in {report['warm_seconds']} s")
     print("\n".join(lines))
     if report["fixes"]:
         print("\nWhat to do:")

@@ -16,7 +16,7 @@ STEP_NAMES = ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated"
 
 def add_arguments(parser):
     parser.add_argument("--work-dir", default="work_dirs/experiment", help="everything goes here")
-    parser.add_argument("--quick", action="store_true", help="short schedules (~4 min on 2 cores with a warm compile cache)")
+    parser.add_argument("--quick", action="store_true", help="short schedules (~3.5 min on 2 cores with a warm compile cache)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=STEP_NAMES, default=None,
                         help="run only these steps (the earlier ones' outputs must exist in --work-dir)")

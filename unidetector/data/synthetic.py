@@ -48,7 +48,8 @@ COLOURS = {  # RGB
     "red": (220, 35, 35), "green": (35, 175, 55), "blue": (40, 80, 225),
     "yellow": (240, 215, 35), "purple": (150, 55, 195), "orange": (250, 140, 25),
 }
-SIZES = {"small": dict(train=150, test=60), "full": dict(train=600, test=240)}
+# images per training set and in the test set; "tiny" runs the pipeline once to compile its kernels
+SIZES = {"tiny": dict(train=8, test=4), "small": dict(train=150, test=60), "full": dict(train=600, test=240)}
 NUM_NOVEL, NUM_A, NUM_B = 8, 22, 30
 UNLABELLED_PROB = 0.25
 IMG_RANGE = (256, 384)

@@ -158,7 +158,10 @@ def test_api_reuses_regions_and_matches_the_model_forward(world):
 
     rgb = cv2.cvtColor(cv2.imread(image), cv2.COLOR_BGR2RGB)
     again = det.detect(rgb)
-    assert det.last_timings["reused"] and np.allclose(again.scores, first.scores)
+    assert det.last_timings["reused"] and again.names == first.names
+    # the cached regions now come from `fresh`, a later pass than `first`: same float32 tolerance as above
+    np.testing.assert_allclose(again.scores, first.scores, atol=1e-5)
+    np.testing.assert_allclose(again.boxes, first.boxes, rtol=1e-5, atol=1e-3)
     assert det.draw(rgb, again).shape == rgb.shape
 
     # the cached-region scoring equals the detector's own forward (StandardRoIHead.simple_test_bboxes)

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -333,13 +334,17 @@ def test_accumulation_equals_bigger_batch(tmp_path):
         np.testing.assert_allclose(wa[k], wb[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
-def test_loss_goes_down_logs_and_plot(tmp_path):
+def test_loss_goes_down_logs_and_plot(tmp_path, capsys):
     from PIL import Image
 
     from unidetector.cli import main
 
     tr = make_trainer(tmp_path, max_epochs=4, n=16, log_interval=1)
     tr.train()
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Epoch [")]
+    assert len(lines) == 16 and lines[0].startswith("Epoch [1][1/4] lr: ")
+    etas = [re.search(r", eta: (\d+):(\d\d):(\d\d), ", l).groups() for l in lines]
+    assert etas[-1] == ("0", "00", "00")  # MMDetection's text-log format, the whole schedule's time left
     recs = [json.loads(line) for line in open(tmp_path / "log.jsonl")]
     losses = [r["loss"] for r in recs if r["mode"] == "train"]
     assert len(losses) == 16 and np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])

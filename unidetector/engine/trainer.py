@@ -25,6 +25,7 @@ losses, ``loss``, ``grad_norm``, ``time``; plus ``global_iter``).
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -321,6 +322,7 @@ class Trainer:
         K = self.accumulate_steps
         bs = self.loader.batch_size
         base_sampler = getattr(self.loader, "sampler", None)
+        self._run_start = (time.time(), self.iter)  # for the ETA: this run's pace, resumed iterations excluded
         self._print(f"training: {self.max_epochs} epochs x {self.steps_per_epoch} iterations "
                     f"(global batch {bs} x {K} accumulated, {self.world_size} process(es)), work_dir {self.work_dir}")
         while self.epoch < self.max_epochs:
@@ -332,8 +334,9 @@ class Trainer:
             if skip_batches:
                 order = base_sampler if base_sampler is not None else range(self.loader.total_len)
                 self.loader.sampler = _SkipSampler(order, skip_batches * bs)
+            # disable=None: a bar on a terminal only; logs and CI get the "Epoch [e][i/n] ... eta" lines
             bar = tqdm(total=steps, initial=self.inner_iter, desc=f"epoch {epoch + 1}/{self.max_epochs}",
-                       disable=not self.progress or self.rank != 0, dynamic_ncols=True, leave=True)
+                       disable=None if self.progress and self.rank == 0 else True, dynamic_ncols=True, leave=True)
             window, t0 = [], time.time()
             try:
                 batches = iter(self.loader)
@@ -374,8 +377,15 @@ class Trainer:
                "lr": lrs[0], **mean, "time": seconds / len(window)}
         self._log_json(rec)
         text = ", ".join(f"{k}: {v:.4f}" for k, v in mean.items())
-        self._print(f"Epoch [{epoch + 1}][{self.inner_iter}/{self.steps_per_epoch}] lr: {lrs[0]:.3e}, {text}, "
-                    f"time: {rec['time']:.3f}")
+        self._print(f"Epoch [{epoch + 1}][{self.inner_iter}/{self.steps_per_epoch}] lr: {lrs[0]:.3e}, "
+                    f"eta: {self._eta()}, {text}, time: {rec['time']:.3f}")
+
+    def _eta(self) -> str:
+        """Time left for the whole schedule at this run's mean seconds per iteration, as ``H:MM:SS``."""
+        start_time, start_iter = self._run_start
+        done = self.iter - start_iter
+        left = self.max_epochs * self.steps_per_epoch - self.iter
+        return str(datetime.timedelta(seconds=round((time.time() - start_time) / max(done, 1) * left)))
 
     def _evaluate(self):
         with _rank0_scope() as is_rank0:

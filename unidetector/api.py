@@ -46,13 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UnidetError
+
 __all__ = ["Detector", "Detections", "DetectorError", "TextEncoderSpec", "make_text_encoder"]
 
 CLIP_BOX_HEADS = ("BBoxHeadCLIP", "BBoxHeadCLIPPartitioned", "BBoxHeadCLIPInference")
 IMAGE_LOADERS = ("LoadImageFromFile", "LoadImageFromWebcam")
 
 
-class DetectorError(ValueError):
+class DetectorError(UnidetError, ValueError):
     """A checkpoint, config, encoder or input that cannot make a detector (the message says why)."""
 
 

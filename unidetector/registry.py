@@ -12,6 +12,8 @@ import inspect
 
 from mmengine.registry import Registry
 
+from .errors import UnidetError
+
 MODELS = Registry("model")          # backbones, necks, heads, detectors, losses
 TASK_UTILS = Registry("task util")  # coders, anchor generators, assigners, samplers
 DATASETS = Registry("dataset")
@@ -19,7 +21,7 @@ TRANSFORMS = Registry("transform")
 TEXT_ENCODERS = Registry("text encoder")
 
 
-class ConfigError(ValueError):
+class ConfigError(UnidetError, ValueError):
     """A config names an unknown type or passes arguments a type does not take."""
 
 

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UnidetError
+
 #: Checkpoint keys that have no Jittor counterpart and are dropped silently (but reported).
 IGNORED_SUFFIXES = ("num_batches_tracked",)
 #: Last key components of the text-embedding buffers: always the model's own, never loaded.
 EMBEDDING_PREFIXES = ("zs_weights",)
 
 
-class StateDictError(RuntimeError):
+class StateDictError(UnidetError, RuntimeError):
     """The checkpoint does not fit the module; ``.report`` has the details."""
 
     def __init__(self, message: str, report: "LoadReport"):

@@ -34,9 +34,10 @@ import numpy as np
 
 from ..registry import DATASETS
 from .proposals import align_proposals, load_proposals
+from ..errors import UnidetError
 
 
-class DatasetError(ValueError):
+class DatasetError(UnidetError, ValueError):
     """Bad dataset input (annotation file, class list, proposals, embeddings); says what and where."""
 
 

@@ -10,8 +10,10 @@ import pickle
 
 import numpy as np
 
+from ..errors import UnidetError
 
-class ProposalFileError(ValueError):
+
+class ProposalFileError(UnidetError, ValueError):
     """A proposal file is missing, unreadable or does not match its annotation file."""
 
 

@@ -27,12 +27,14 @@ import numpy as np
 
 import jittor as jt
 
+from ..errors import UnidetError
+
 SUPPORTED_PARAMWISE_KEYS = ("custom_keys", "bias_lr_mult", "bias_decay_mult", "norm_decay_mult",
                             "dwconv_decay_mult", "bypass_duplicate")
 NORM_CLASS_MARKERS = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm")
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(UnidetError, ValueError):
     """The ``optimizer`` config asks for something this engine does not implement."""
 
 

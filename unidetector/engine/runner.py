@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import os.path as osp
 
+from ..errors import UnidetError
+
 SECTION_KEYS = {
     "data": {"samples_per_gpu", "workers_per_gpu", "train", "val", "test"},
     "optimizer_config": {"grad_clip", "type"},
@@ -31,7 +33,7 @@ SECTION_KEYS = {
 UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
 
 
-class EngineConfigError(ValueError):
+class EngineConfigError(UnidetError, ValueError):
     """The config asks for engine features that are not implemented (all problems listed)."""
 
 

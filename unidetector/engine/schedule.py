@@ -14,10 +14,12 @@ so a resumed run sets exactly the same values.
 """
 from __future__ import annotations
 
+from ..errors import UnidetError
+
 SUPPORTED_KEYS = ("policy", "step", "gamma", "min_lr", "warmup", "warmup_iters", "warmup_ratio", "by_epoch")
 
 
-class ScheduleConfigError(ValueError):
+class ScheduleConfigError(UnidetError, ValueError):
     """``lr_config`` asks for a policy or option this engine does not implement."""
 
 

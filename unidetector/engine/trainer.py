@@ -40,11 +40,12 @@ import jittor as jt
 from . import checkpoint as ckpt_io
 from .amp import LossScaler, enable_amp
 from .optim import clip_grad_norm
+from ..errors import UnidetError
 
 TARGET_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "proposals")
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UnidetError, FloatingPointError):
     """A loss became NaN or infinite."""
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .embeddings import clean_class_name
+from ..errors import UnidetError
 
 VOCAB_DIR = Path(__file__).resolve().parent / "vocabularies"
 BUILTIN = {"coco": ("coco.txt", 80), "objects365": ("objects365_v2.txt", 365), "lvis": ("lvis_v1.txt", 1203)}
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UnidetError, ValueError):
     """An empty, unreadable or unknown vocabulary."""
 
 

@@ -4,8 +4,6 @@ Each transform is a callable ``results -> results`` registered in ``TRANSFORMS``
 so ``pipeline=[dict(type='LoadImageFromFile'), dict(type='Resize', img_scale=..., keep_ratio=True), ...]``
 from an official config builds as it is (:class:`Compose`).
 
-from ..errors import UnidetError
-
 Conventions: images are loaded **BGR** like mmcv (the official configs' ``Normalize(to_rgb=True)`` then
 gives an RGB network input); boxes are ``[x1, y1, x2, y2]`` without ``+1``; every key listed in
 ``results['bbox_fields']`` (``gt_bboxes``, ``gt_bboxes_ignore``, ``proposals``) follows Resize and
@@ -21,6 +19,7 @@ import os.path as osp
 import cv2
 import numpy as np
 
+from ..errors import UnidetError
 from ..registry import TRANSFORMS, build
 from .proposals import select_proposals
 

@@ -59,7 +59,9 @@ def test_cfg_options_override(cfg_files):
 
 
 def test_missing_config_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.py"):
+    from unidetector.config import ConfigFileError
+
+    with pytest.raises(ConfigFileError, match="nope.py"):
         load_config(tmp_path / "nope.py")
 
 

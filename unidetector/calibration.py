@@ -30,10 +30,16 @@ import pickle
 
 import numpy as np
 
+from .errors import UnidetError
+
 __all__ = ["DEFAULT_SMOOTHING", "class_counts_from_results", "class_counts_from_cat_info", "load_prior",
            "calibration_weights", "save_prior"]
 
 DEFAULT_SMOOTHING = 10.0
+
+
+class CalibrationError(UnidetError, ValueError):
+    """A prior, results or cat-info file that cannot give a class prior; the message names it."""
 
 
 def class_counts_from_results(results) -> np.ndarray:
@@ -43,25 +49,36 @@ def class_counts_from_results(results) -> np.ndarray:
         results: a list over images of lists over classes of ``(n_c, 5)`` arrays (``--out`` pickle
             of ``unidet test``), or a path to such a pickle.
     """
+    where = "class_counts_from_results"
     if isinstance(results, (str, os.PathLike)):
-        with open(results, "rb") as f:
-            results = pickle.load(f)
-    if not results:
-        raise ValueError("class_counts_from_results: the results list is empty")
+        from .convert.checkpoints import read_pickle
+
+        where, results = str(results), read_pickle(results, what="results file")
+    if not isinstance(results, (list, tuple)) or not results:
+        raise CalibrationError(f"{where}: expected a non-empty list over images of per-class (n, 5) arrays "
+                               "(the --out pickle of `unidet test`)")
+    if not all(isinstance(r, (list, tuple)) for r in results):
+        raise CalibrationError(f"{where}: expected per-image lists over classes of (n, 5) arrays (raw bbox results, "
+                               "not proposals: `unidet test STAGE2_CFG CKPT --out raw.pkl`)")
     num_classes = {len(r) for r in results}
     if len(num_classes) != 1:
-        raise ValueError(f"class_counts_from_results: images have different class counts {sorted(num_classes)}; "
-                         "expected per-image lists over classes of (n, 5) arrays")
+        raise CalibrationError(f"{where}: images have different class counts {sorted(num_classes)}; "
+                               "expected per-image lists over classes of (n, 5) arrays")
     counts = np.array([[len(dets) for dets in per_image] for per_image in results], np.float64)
     return counts.sum(axis=0)
 
 
 def class_counts_from_cat_info(path) -> np.ndarray:
     """``(C,)`` training ``image_count`` per category of a cat-info json, in category-id order."""
-    with open(path, encoding="utf-8") as f:
-        cats = json.load(f)
-    if not cats or "image_count" not in cats[0]:
-        raise ValueError(f"{path}: not a cat-info json (a list of categories with 'image_count')")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cats = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CalibrationError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(cats, list) or not cats or not all(isinstance(c, dict) and "image_count" in c and "id" in c
+                                                         for c in cats):
+        raise CalibrationError(f"{path}: not a cat-info json (a list of categories with 'id' and 'image_count'; "
+                               "make one with `unidet data catinfo --ann TRAIN.json`)")
     return np.array([c["image_count"] for c in sorted(cats, key=lambda c: c["id"])], np.float64)
 
 
@@ -70,13 +87,16 @@ def load_prior(path, smoothing: float = DEFAULT_SMOOTHING, num_classes: int | No
     ``smoothing``), or from a ``.npy`` prior (as stored). Checks ``C == num_classes`` when given."""
     path = str(path)
     if path.endswith(".npy"):
-        prior = np.load(path).astype(np.float64).reshape(-1)
+        try:
+            prior = np.load(path).astype(np.float64).reshape(-1)
+        except (ValueError, EOFError) as e:
+            raise CalibrationError(f"calibration prior {path}: not a readable .npy array ({e})") from None
     elif path.endswith(".json"):
         prior = class_counts_from_cat_info(path) + smoothing
     else:
         prior = class_counts_from_results(path) + smoothing
     if num_classes is not None and prior.shape[0] != num_classes:
-        raise ValueError(f"calibration prior {path}: {prior.shape[0]} classes, the model has {num_classes}")
+        raise CalibrationError(f"calibration prior {path}: {prior.shape[0]} classes, the model has {num_classes}")
     return prior
 
 
@@ -89,7 +109,7 @@ def calibration_weights(prior: np.ndarray, gamma: float) -> np.ndarray:
     prior = np.asarray(prior, np.float64).reshape(-1)
     bad = np.flatnonzero(~np.isfinite(prior) | (prior <= 0))
     if bad.size:
-        raise ValueError(f"calibration prior has {bad.size} non-positive or non-finite entries (classes "
+        raise CalibrationError(f"calibration prior has {bad.size} non-positive or non-finite entries (classes "
                          f"{bad[:10].tolist()}...): add smoothing (e.g. calibration_smoothing=10)")
     w = prior ** -float(gamma)
     return (w / w.mean()).astype(np.float32)

@@ -19,6 +19,7 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, help="output .npy prior")
     parser.add_argument("--smoothing", type=float, default=None,
                         help="added to every count (default 10, as the first official commit)")
+    parser.set_defaults(_parser=parser)
 
 
 def run(args) -> int:
@@ -26,15 +27,13 @@ def run(args) -> int:
                                save_prior)
 
     if (args.raw_results is None) == (args.from_cat_info is None):
-        print("give either RAW_RESULTS or --from-cat-info FILE")
-        return 2
+        args._parser.error("give either RAW_RESULTS or --from-cat-info FILE")
     smoothing = DEFAULT_SMOOTHING if args.smoothing is None else args.smoothing
     counts = (class_counts_from_cat_info(args.from_cat_info) if args.from_cat_info
               else class_counts_from_results(args.raw_results))
     prior = counts + smoothing
     if (prior <= 0).any():
-        print(f"{int((prior <= 0).sum())} classes have a zero prior: use --smoothing > 0")
-        return 1
+        args._parser.error(f"{int((prior <= 0).sum())} classes have a zero prior: use --smoothing > 0")
     path = save_prior(args.out, prior)
     zero = int((counts == 0).sum())
     print(f"wrote {path}: {len(prior)} classes, counts total {int(counts.sum())}, {zero} classes with zero count, "

@@ -1,6 +1,6 @@
 """Data tools.
 
-  unidet data synth   --out DIR [--seed S] [--size small|full] [--embed-dim D]
+  unidet data synth   --out DIR [--seed S] [--size tiny|small|full] [--embed-dim D]
   unidet data subset  --ann X.json --percent P [--seed S]      -> X.{S}@{P}.json (official rule)
   unidet data catinfo --ann X.json                             -> X_cat_info.json
   unidet data check   --ann X.json [--img-dir D]               (exit 1 if any problem)
@@ -20,7 +20,7 @@ def add_arguments(parser):
     p = sub.add_parser("synth", help="generate the synthetic open world (COCO/LVIS json, images, embeddings)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", choices=("small", "full"), default="small")
+    p.add_argument("--size", choices=("tiny", "small", "full"), default="small")
     p.add_argument("--embed-dim", type=int, default=None, help="text embedding dimension (default 1024)")
     p = sub.add_parser("subset", help="random image subset, official extract_random_images.py rule")
     p.add_argument("--ann", required=True)
@@ -42,8 +42,9 @@ def add_arguments(parser):
 
 
 def _read(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    from ..data.coco import load_json_file  # errors name the file
+
+    return load_json_file(path)
 
 
 def run(args) -> int:

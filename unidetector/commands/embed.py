@@ -25,6 +25,7 @@ def add_arguments(parser):
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32", help="stored dtype")
     parser.add_argument("--dim", type=int, default=1024, help="synthetic encoder dimension")
     parser.add_argument("--seed", type=int, default=0, help="synthetic encoder seed")
+    parser.set_defaults(_parser=parser)
 
 
 def run(args) -> int:
@@ -41,8 +42,7 @@ def run(args) -> int:
         encoder = CLIPPromptEncoder(args.encoder[len("clip:"):])
         emb = encode_class_names(names, encoder.encode_text, TEMPLATE_SETS[args.templates])
     else:
-        print(f"unknown --encoder {args.encoder!r}: use clip:PATH or synthetic")
-        return 2
+        args._parser.error(f"unknown --encoder {args.encoder!r}: use clip:PATH or synthetic")
     path = save_embeddings(args.out, emb, args.dtype)
     print(f"wrote {path}: {emb.shape[0]} classes x {emb.shape[1]} ({args.dtype})")
     return 0

@@ -14,22 +14,75 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnidetError
 from .torch_reader import find_state_dict, load_torch_file
 
 #: Keys of an OpenAI CLIP state dict that are metadata, not weights.
 CLIP_META_KEYS = ("input_resolution", "context_length", "vocab_size", "logit_scale")
 
 
+#: What a detector checkpoint's keys say it is (see :func:`checkpoint_kind`).
+KIND_NAMES = {"stage1": "stage-1 (proposal network)", "stage2": "stage-2 (CLIP RoI classifier)",
+              "end2end": "end-to-end (RPN + CLIP RoI classifier)", "backbone": "backbone initialisation (CLIP/ResNet "
+              "weights without detector heads)", "empty": "empty (no weights)", "unknown": "unrecognised"}
+
+
+class CheckpointFileError(UnidetError, ValueError):
+    """A checkpoint file that cannot be read or used; the message names the file."""
+
+
+def read_pickle(path, what: str = "checkpoint"):
+    """The object pickled in ``path``; a truncated or foreign file raises :class:`CheckpointFileError`.
+
+    ``what`` names the file's role in messages (``checkpoint``, ``results file``, ...).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+            KeyError, MemoryError) as e:
+        raise CheckpointFileError(f"{path}: not a readable {what} ({path.stat().st_size} bytes; truncated or "
+                                  f"not a pickle: {type(e).__name__}: {e})") from None
+
+
 def read_checkpoint(path) -> "OrderedDict[str, np.ndarray]":
     """The state dict stored in ``path`` (any supported format), arrays as stored (fp16 kept)."""
     path = Path(path)
+    if path.suffix == ".pkl":
+        obj = read_pickle(path)
+        try:
+            return find_state_dict(_to_numpy(obj))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointFileError(f"{path}: no state dict in this file ({e})") from None
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".pkl":
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-        return find_state_dict(_to_numpy(obj))
-    return find_state_dict(load_torch_file(path))
+    try:
+        return find_state_dict(load_torch_file(path))
+    except (UnidetError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - a truncated zip or pickle: name the file
+        raise CheckpointFileError(f"{path}: not a readable PyTorch checkpoint ({path.stat().st_size} bytes; "
+                                  f"{type(e).__name__}: {e})") from None
+
+
+def checkpoint_kind(state_dict: dict) -> str:
+    """``'stage1'``, ``'stage2'``, ``'end2end'``, ``'backbone'``, ``'empty'`` or ``'unknown'`` from the keys."""
+    if not state_dict:
+        return "empty"
+    rpn = any(k.startswith("rpn_head.") for k in state_dict)
+    clip_head = any(k.startswith("roi_head.bbox_head.") for k in state_dict)
+    if rpn and any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
+        return "end2end"
+    if rpn:
+        return "stage1"
+    if clip_head and any(k.startswith("roi_head.bbox_head.fc_reg.") for k in state_dict):
+        return "stage2"
+    if any(k.startswith(("backbone.", "visual.", "conv1.", "layer1.")) for k in state_dict):
+        return "backbone"
+    return "unknown"
 
 
 def _to_numpy(obj):

@@ -59,14 +59,44 @@ def atomic_save(obj, path) -> Path:
 
 
 def load_checkpoint_file(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    with open(path, "rb") as f:
-        ckpt = pickle.load(f)
+    """A checkpoint written by :class:`~unidetector.engine.trainer.Trainer` (format above)."""
+    from ..convert.checkpoints import CheckpointFileError, read_pickle
+
+    ckpt = read_pickle(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not a checkpoint of this project (no 'state_dict' key)")
+        raise CheckpointFileError(f"{path}: not a checkpoint of this project (no 'state_dict' key)")
     return ckpt
+
+
+def remove_orphan_temp_files(folder, log=print) -> list:
+    """Delete ``.<name>.tmp-<pid>`` files left by a save that was killed (their process is gone).
+
+    Files of a process that is still alive (another run writing into the same folder) are kept.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    if removed:
+        log(f"removed {len(removed)} incomplete checkpoint file(s) left by a killed save: "
+            + ", ".join(p.name for p in removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def model_state_numpy(model) -> dict:

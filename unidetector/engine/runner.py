@@ -31,6 +31,12 @@ SECTION_KEYS = {
     "fp16": {"loss_scale"},
 }
 UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
+#: Top-level keys this engine (or the tools around it) reads; a near-miss of one of these that the config
+#: does not set is refused (``lr_confg``). Helper variables (pipelines, ``img_norm_cfg``, ...) stay allowed.
+READ_TOP = ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner", "total_epochs",
+            "checkpoint_config", "log_config", "evaluation", "fp16", "load_from", "resume_from", "work_dir", "seed",
+            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load",
+            "test_pipeline", "train_pipeline", *UNSUPPORTED_TOP)
 
 
 class EngineConfigError(UnidetError, ValueError):
@@ -38,6 +44,10 @@ class EngineConfigError(UnidetError, ValueError):
 
 
 def check_config(cfg, for_training=True) -> None:
+    """Refuse settings this engine does not implement (all listed) and near-miss keys (``lr_confg``)."""
+    from ..config import check_top_level_keys
+
+    check_top_level_keys(cfg, READ_TOP)
     problems = []
     for key in UNSUPPORTED_TOP:
         if cfg.get(key):
@@ -111,14 +121,80 @@ def build_dataset(data_cfg, key_path, test_mode=False):
     return build(data_cfg, DATASETS, key_path=key_path)
 
 
-def load_weights(model, path, log=print):
-    """``load_from``: weights only, by official names, non-strict, with the load report printed."""
-    from ..convert.checkpoints import read_checkpoint
-    from ..convert.state_dict import load_state_dict
+class TrainingSetError(UnidetError, ValueError):
+    """Training data that would train nothing (no usable image, 0 iterations)."""
 
-    report = load_state_dict(model, read_checkpoint(path), strict=False)
-    log(f"load_from {path}:\n{report.format()}")
+
+class UsageError(UnidetError, ValueError):
+    """Arguments that do not make a run."""
+
+
+def annotation_files(data_cfg) -> list:
+    """The ``ann_file`` entries of a dataset config (lists, ``ConcatDataset`` and wrappers included)."""
+    if isinstance(data_cfg, (list, tuple)):
+        return [f for d in data_cfg for f in annotation_files(d)]
+    if not hasattr(data_cfg, "get"):
+        return []
+    files = [str(data_cfg["ann_file"])] if data_cfg.get("ann_file") else []
+    for key in ("datasets", "dataset"):
+        if data_cfg.get(key) is not None:
+            files += annotation_files(data_cfg[key])
+    return files
+
+
+class WeightsLoadError(UnidetError, ValueError):
+    """Weights that did not load into the model (nothing runs on them); the message names the file."""
+
+
+def load_weights(model, path, log=print, allow_partial=False, what="load_from"):
+    """Load a checkpoint's weights into ``model`` by official names and print the load report.
+
+    Strict by default: every model key must be in the checkpoint and every checkpoint key in the model
+    (the vocabulary buffers ``zs_weights*`` and ``num_batches_tracked`` excepted), so nothing runs on
+    weights that did not load. ``allow_partial=True`` (config ``allow_partial_load=True``, e.g. a
+    RegionCLIP initialisation without box regression) loads the keys that match and reports the rest;
+    a checkpoint of which nothing loads is refused either way.
+    """
+    from ..convert.checkpoints import KIND_NAMES, checkpoint_kind, read_checkpoint
+    from ..convert.state_dict import StateDictError, load_state_dict, match_state_dict
+
+    state_dict = read_checkpoint(path)
+    kind, model_kind = checkpoint_kind(state_dict), checkpoint_kind(model.state_dict())
+    if kind == "empty":
+        raise WeightsLoadError(f"{what} {path}: the checkpoint holds no weights (empty state dict)")
+    if kind in ("stage1", "stage2", "end2end") and kind != model_kind:
+        raise WeightsLoadError(f"{what} {path}: this is a {KIND_NAMES[kind]} checkpoint, but the config builds a "
+                               f"{KIND_NAMES.get(model_kind, model_kind)} model; give it with the matching config")
+    report = match_state_dict(model.state_dict(), state_dict)
+    hint = _prefix_hint(report)
+    if not report.loaded:
+        raise WeightsLoadError(f"{what} {path}: none of the model's {len(report.missing)} keys is in the checkpoint "
+                               f"({len(state_dict)} keys{hint}); refusing to run on random weights")
+    strict = not allow_partial
+    try:
+        report = load_state_dict(model, state_dict, strict=strict)
+    except StateDictError as e:
+        advice = ("; to load the matching keys anyway (e.g. an initialisation), add "
+                  "--cfg-options allow_partial_load=True" if strict and not report.mismatched else "")
+        counts = (f"{len(report.missing)} model keys missing from the checkpoint, {len(report.unexpected)} "
+                  f"checkpoint keys not in the model, {len(report.mismatched)} shape mismatches")
+        raise WeightsLoadError(f"{what} {path}: the weights do not fit the model ({counts}){hint}{advice}\n"
+                               f"{e.report.format()}") from None
+    partial = f" (partial load: allow_partial_load=True; {len(report.missing)} model keys keep their " \
+              "initialisation)" if report.missing or report.unexpected else ""
+    log(f"{what} {path}{partial}:\n{report.format()}")
     return report
+
+
+def _prefix_hint(report) -> str:
+    """``"; its keys carry a 'model.' prefix ..."`` when stripping one prefix would make them match."""
+    if not report.unexpected or not report.missing:
+        return ""
+    prefix = report.unexpected[0].split(".", 1)[0] + "."
+    if all(k.startswith(prefix) for k in report.unexpected) and \
+            sum(k[len(prefix):] in set(report.missing) for k in report.unexpected) >= len(report.unexpected) // 2:
+        return f"; its keys carry a {prefix!r} prefix the model does not have"
+    return ""
 
 
 def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=False, seed=None,
@@ -145,6 +221,9 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     model = build_model(cfg.model)
     jt.sync_all()  # Jittor draws the random init lazily: do it now, right after seeding
     dataset = build_dataset(cfg.data.train, "data.train")
+    if len(dataset) == 0:
+        raise TrainingSetError(f"{getattr(cfg, 'filename', '<config>')}: data.train has no usable image "
+                               f"(annotation file(s): {', '.join(annotation_files(cfg.data.train)) or '?'})")
     spg = int(cfg.data.get("samples_per_gpu", 2))
     loader = DetectionLoader(dataset, batch_size=spg * world, shuffle=True,
                              num_workers=int(cfg.data.get("workers_per_gpu", 0)), seed=seed)
@@ -180,6 +259,10 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
                       log_interval=(cfg.get("log_config") or {}).get("interval", 50),
                       config_text=cfg.pretty_text, evaluate_fn=evaluate_fn, eval_interval=eval_interval,
                       progress=progress, meta=meta)
+    if trainer.steps_per_epoch * max_epochs <= trainer.iter and not (resume or cfg.get("resume_from")):
+        raise TrainingSetError(f"{getattr(cfg, 'filename', '<config>')}: the schedule has 0 iterations "
+                               f"({max_epochs} epochs x {trainer.steps_per_epoch} iterations of {len(dataset)} "
+                               f"images); nothing would be trained")
     if rank == 0:
         os.makedirs(work_dir, exist_ok=True)
         cfg.dump(osp.join(work_dir, osp.basename(getattr(cfg, "filename", None) or "config.py")))
@@ -191,7 +274,7 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     if resume:
         trainer.resume(resume)
     elif cfg.get("load_from"):
-        load_weights(model, cfg.load_from, log=trainer._print)
+        load_weights(model, cfg.load_from, log=trainer._print, allow_partial=bool(cfg.get("allow_partial_load")))
     elif hasattr(model, "init_weights"):
         model.init_weights()  # e.g. the ImageNet backbone of stage 1 (backbone.init_cfg), as mmdet's train.py
     jt.sync_all()
@@ -207,11 +290,12 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
     check_config(cfg, for_training=False)
     rank, _ = dist_info()
     if format_only and not json_out:
-        raise ValueError("--format-only needs --json-out FILE")
+        raise UsageError("--format-only needs --json-out FILE")
     if not (out or eval_metrics or format_only):
-        raise ValueError("nothing to do: give at least one of --out, --eval, --format-only")
+        raise UsageError("nothing to do: give at least one of --out, --eval, --format-only")
     model = build_model(cfg.model)
-    load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None))
+    load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None),
+                 allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint")
     test_cfg = cfg.data.test
     spg = 1
     if isinstance(test_cfg, dict) and "samples_per_gpu" in test_cfg:

@@ -45,6 +45,10 @@ from ..errors import UnidetError
 TARGET_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "proposals")
 
 
+class CheckpointSaveError(UnidetError, OSError):
+    """A checkpoint could not be written; the message names the folder and the last good checkpoint."""
+
+
 class NonFiniteLossError(UnidetError, FloatingPointError):
     """A loss became NaN or infinite."""
 
@@ -162,6 +166,7 @@ class Trainer:
         self.log_path = self.work_dir / "log.jsonl"
         if self.rank == 0:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            ckpt_io.remove_orphan_temp_files(self.work_dir, log=self._print)
         if self.world_size > 1:
             broadcast_model(self.model)
 
@@ -195,9 +200,23 @@ class Trainer:
         }
 
     def save_checkpoint(self, epoch_file: bool) -> Path | None:
-        """Rank 0: ``epoch_<e>.pkl`` (+ ``latest.pkl`` link) or, mid-epoch, ``latest.pkl`` alone."""
+        """Rank 0: ``epoch_<e>.pkl`` (+ ``latest.pkl`` link) or, mid-epoch, ``latest.pkl`` alone.
+
+        A failed write (full disk, permissions) raises :class:`CheckpointSaveError` naming the file
+        and the last good checkpoint, which the atomic write left intact.
+        """
         if self.rank != 0:
             return None
+        try:
+            return self._save_checkpoint(epoch_file)
+        except OSError as e:
+            last = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else
+                    "no checkpoint of this run was written yet")
+            raise CheckpointSaveError(f"cannot write a checkpoint into {self.work_dir} at epoch {self.epoch}, "
+                                      f"iteration {self.iter}: {e.strerror or e} ({e.filename or self.work_dir}); "
+                                      f"{last} (intact; resume with --resume)") from None
+
+    def _save_checkpoint(self, epoch_file: bool) -> Path:
         state = self.checkpoint_state()
         latest = self.work_dir / "latest.pkl"
         if epoch_file:
@@ -227,15 +246,24 @@ class Trainer:
 
     def resume(self, path) -> dict:
         """Restore model, optimizer, loss scale, counters and RNG states from a checkpoint file."""
-        from ..convert.state_dict import load_state_dict
+        from ..convert.state_dict import StateDictError, load_state_dict
+        from .optim import OptimizerConfigError
 
         ckpt = ckpt_io.load_checkpoint_file(path)
         meta = ckpt["meta"]
         if meta.get("inner_iter", 0) and meta.get("accumulate_steps", 1) != self.accumulate_steps:
             raise ValueError(f"{path} was written mid-epoch with accumulate_steps={meta.get('accumulate_steps')}; "
                              f"resume with the same value (got {self.accumulate_steps})")
-        load_state_dict(self.model, ckpt["state_dict"], strict=True)
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            load_state_dict(self.model, ckpt["state_dict"], strict=True)
+        except StateDictError as e:
+            raise StateDictError(f"--resume {path}: the checkpoint does not fit the model of this config:\n{e}",
+                                 e.report) from None
+        self._report_changed_lr(path, ckpt["optimizer"])
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as e:
+            raise OptimizerConfigError(f"--resume {path}: {e}") from None
         if self.scaler and ckpt.get("loss_scaler"):
             self.scaler.load_state_dict(ckpt["loss_scaler"])
         self.epoch, self.iter, self.inner_iter = int(meta["epoch"]), int(meta["iter"]), int(meta["inner_iter"])
@@ -245,6 +273,16 @@ class Trainer:
         self._print(f"resumed from {path}: epoch {self.epoch}, iteration {self.iter} "
                     f"({self.inner_iter} steps into epoch {self.epoch + 1})")
         return meta
+
+    def _report_changed_lr(self, path, saved_optimizer: dict) -> None:
+        """Say which lr wins when the config's base lr differs from the resumed checkpoint's (mmcv: the checkpoint's)."""
+        saved = [g.get("initial_lr", g.get("lr")) for g in saved_optimizer.get("param_groups", [])]
+        now = [g.get("initial_lr", g.get("lr")) for g in self.optimizer.param_groups]
+        if saved and len(saved) == len(now) and any(
+                a is not None and b is not None and abs(a - b) > 1e-12 * max(abs(a), abs(b)) for a, b in zip(saved, now)):
+            self._print(f"note: the config's optimizer lr ({now[0]:g}) differs from the one in {path} ({saved[0]:g}); "
+                        "resuming continues the checkpoint's schedule, so the checkpoint's value wins (as in mmcv). "
+                        "To train with the new lr, start a new run with load_from=" + str(path))
 
     # ------------------------------------------------------------------ logging
     def _print(self, msg: str):

@@ -30,7 +30,9 @@ stay the model's own, SPEC §5); the vocabulary's embeddings come from the text 
 ``"synthetic"`` / ``"synthetic:dim=D,seed=S"`` (the synthetic world's word vectors), or an object with
 ``encode(names) -> (C, D)`` (and optionally a ``cache_id`` string). Default: the encoder the checkpoint
 was trained with when that can be established (a ``text_encoder`` entry in its meta, or its stored
-training embeddings equal the synthetic encoding of its ``CLASSES``), else synthetic with a warning.
+training embeddings equal the synthetic encoding of its ``CLASSES``); otherwise ``encoder=`` is required
+(:class:`DetectorError`, no guess). An encoder other than the established one gets an
+:class:`EncoderMismatchWarning` (``unidet detect`` prints it as one ``warning:`` line).
 Embeddings are cached on disk (:mod:`unidetector.text.cache`).
 """
 from __future__ import annotations
@@ -48,7 +50,8 @@ import numpy as np
 
 from .errors import UnidetError
 
-__all__ = ["Detector", "Detections", "DetectorError", "TextEncoderSpec", "make_text_encoder"]
+__all__ = ["Detector", "Detections", "DetectorError", "EncoderMismatchWarning", "TextEncoderSpec",
+           "checkpoint_kind_message", "make_text_encoder"]
 
 CLIP_BOX_HEADS = ("BBoxHeadCLIP", "BBoxHeadCLIPPartitioned", "BBoxHeadCLIPInference")
 IMAGE_LOADERS = ("LoadImageFromFile", "LoadImageFromWebcam")
@@ -155,10 +158,21 @@ def make_text_encoder(spec, embed_dim: int) -> TextEncoderSpec:
     raise DetectorError(f"unknown encoder {spec!r}: use clip:PATH or synthetic")
 
 
-def infer_encoder(state_dict: dict, meta: dict, embed_dim: int):
-    """``(spec, reason)``: the text encoder the checkpoint was trained with, when it can be told."""
+ENCODER_CHOICES = "clip:PATH (CLIP RN50 text tower: OpenAI RN50.pt or a text .pkl from `unidet convert`) or " \
+                  "synthetic[:dim=D,seed=S] (the synthetic world's word vectors)"
+
+
+class EncoderMismatchWarning(UserWarning):
+    """The text encoder given differs from the one the checkpoint was trained with."""
+
+
+def recorded_encoder(state_dict: dict, meta: dict, embed_dim: int) -> tuple:
+    """``(spec, reason)``: the text encoder the checkpoint was trained with, or ``(None, hint)`` when it
+    cannot be established. Established means: a ``text_encoder`` entry in its meta (any spec
+    :func:`make_text_encoder` accepts), or its stored training embeddings (``zs_weights*``, (D, C + 1))
+    equal the synthetic encoding of its meta ``CLASSES`` (what ``unidet experiment`` checkpoints are)."""
     if meta.get("text_encoder"):
-        return meta["text_encoder"], "recorded in the checkpoint meta"
+        return str(meta["text_encoder"]), "recorded in the checkpoint meta"
     classes = meta.get("CLASSES")
     stored = [v for k, v in state_dict.items() if k.rsplit(".", 1)[-1].startswith("zs_weights")]
     if classes:
@@ -174,13 +188,52 @@ def infer_encoder(state_dict: dict, meta: dict, embed_dim: int):
             if emb is not None and zs.shape == (embed_dim, len(classes) + 1) and \
                     np.allclose(zs[:, :-1].T, emb, atol=1e-4):
                 return f"synthetic:dim={embed_dim},seed=0", "its training embeddings are the synthetic encoder's"
+    hint = ""
     if stored:
         norms = np.linalg.norm(np.asarray(stored[0], np.float32)[:, :-1], axis=0)
         if norms.size and float(np.median(norms)) > 2.0:
-            warnings.warn("the checkpoint's training text embeddings look like CLIP ones (row norms ~"
-                          f"{float(np.median(norms)):.1f}); pass --encoder clip:PATH (encoder=...) to use the same "
-                          "text space — falling back to the synthetic encoder", stacklevel=3)
-    return f"synthetic:dim={embed_dim},seed=0", "not recorded in the checkpoint; assumed synthetic"
+            hint = f"; its training text embeddings look like CLIP ones (row norms ~{float(np.median(norms)):.1f})"
+    return None, hint
+
+
+def infer_encoder(state_dict: dict, meta: dict, embed_dim: int, path="the checkpoint"):
+    """``(spec, reason)`` of :func:`recorded_encoder`; a checkpoint whose encoder cannot be established
+    raises :class:`DetectorError` asking for ``--encoder`` (no guess: another encoder's text space
+    gives meaningless scores)."""
+    spec, reason = recorded_encoder(state_dict, meta, embed_dim)
+    if spec is None:
+        raise DetectorError(f"{path} does not record the text encoder it was trained with (no meta['text_encoder'] "
+                            f"and its training embeddings are not the synthetic encoder's{reason}): pass --encoder "
+                            f"(Python: encoder=) {ENCODER_CHOICES}; D = {embed_dim} here")
+    return spec, reason
+
+
+def _encoder_family(spec, embed_dim: int):
+    """What must agree between two encoder specs: ``('synthetic', dim, seed)`` or ``('clip',)`` (any
+    path to the CLIP weights); ``None`` for encoder objects (not compared)."""
+    if isinstance(spec, TextEncoderSpec):
+        spec = spec.id
+    if not isinstance(spec, str):
+        return None
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        try:
+            opts = _parse_kv(spec[len("synthetic:"):]) if ":" in spec else {}
+            return "synthetic", int(opts.get("dim", embed_dim)), int(opts.get("seed", 0))
+        except (DetectorError, ValueError):
+            return None
+    if spec.startswith("clip:"):
+        return ("clip",)
+    return None
+
+
+def encoder_mismatch(given, recorded: str, embed_dim: int, path="the checkpoint") -> str | None:
+    """One line when the ``given`` encoder is not the ``recorded`` one (:func:`recorded_encoder`), else None."""
+    a, b = _encoder_family(given, embed_dim), _encoder_family(recorded, embed_dim)
+    if a is None or b is None or a == b:
+        return None
+    shown = given.id if isinstance(given, TextEncoderSpec) else given
+    return (f"text encoder {shown} differs from {recorded}, the one {path} was trained with: its region "
+            "embeddings are matched to that text space, so scores with another encoder are unreliable")
 
 
 # ----------------------------------------------------------------------------------------- checkpoints
@@ -208,6 +261,35 @@ def checkpoint_stage(state_dict: dict) -> int | None:
     if any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
         return 2
     return None
+
+
+def config_stage(model_cfg) -> int | None:
+    """1 for a proposal-network model config (an ``rpn_head``), 2 for a CLIP RoI classifier (a CLIP box
+    head, :data:`CLIP_BOX_HEADS`), None otherwise."""
+    get = (lambda d, k: d.get(k) if hasattr(d, "get") else None)
+    if get(model_cfg, "rpn_head"):
+        return 1
+    head = get(get(model_cfg, "roi_head") or {}, "bbox_head") or {}
+    return 2 if get(head, "type") in CLIP_BOX_HEADS else None
+
+
+def checkpoint_kind_message(path, state_dict: dict, expected) -> str | None:
+    """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the stage the model needs (1 or
+    2) or its model config (:func:`config_stage`). None when the stages agree or either is unknown.
+    ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
+    if not isinstance(expected, int):
+        expected = config_stage(expected)
+    stage = checkpoint_stage(state_dict)
+    if expected is None or stage is None or stage == expected:
+        return None
+    if stage == 1:
+        return (f"{path} is a stage-1 (proposal network) checkpoint (rpn_head weights), but a stage-2 model (CLIP "
+                "RoI classifier) is asked for: it makes proposals (`unidet proposals`, `unidet detect "
+                "--proposal-checkpoint`); give a stage-2 checkpoint (`unidet detect --checkpoint`, a stage-2 config's "
+                "test or load_from)")
+    return (f"{path} is a stage-2 (CLIP RoI classifier) checkpoint (roi_head.bbox_head.attnpool weights, no "
+            "rpn_head), but a stage-1 model (proposal network) is asked for: give a stage-1 checkpoint "
+            "(`unidet detect --proposal-checkpoint`, `unidet proposals`, a stage-1 config's test or load_from)")
 
 
 def _config_for(path, state_dict, meta, config, role: str):
@@ -280,6 +362,27 @@ def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
     return model
 
 
+def resolve_encoder(encoder, state_dict: dict, meta: dict, embed_dim: int, path) -> tuple:
+    """``(TextEncoderSpec, note)`` for a stage-2 checkpoint: ``encoder`` when given (an
+    :class:`EncoderMismatchWarning` when it is not the one the checkpoint was trained with), else the
+    recorded one (:func:`infer_encoder`; :class:`DetectorError` asking for ``--encoder`` when unknown)."""
+    if encoder is None:
+        spec, note = infer_encoder(state_dict, meta, embed_dim, path)
+        if spec.startswith("clip:") and not Path(spec[len("clip:"):]).expanduser().is_file():
+            raise DetectorError(f"{path} was trained with the text encoder {spec} ({note}), whose weights are not "
+                                "here: pass --encoder clip:PATH (Python: encoder=) with your copy of them")
+        return make_text_encoder(spec, embed_dim), note
+    spec, _ = recorded_encoder(state_dict, meta, embed_dim)
+    enc = make_text_encoder(encoder, embed_dim)
+    if spec is not None:
+        msg = encoder_mismatch(encoder if isinstance(encoder, (str, TextEncoderSpec)) else enc, spec, embed_dim,
+                               path)
+        if msg:
+            warnings.warn(msg, EncoderMismatchWarning, stacklevel=3)
+            return enc, f"given; the checkpoint's is {spec}"
+    return enc, "given"
+
+
 def _build_loaded(model_cfg, state_dict, path):
     from .convert.state_dict import StateDictError, load_state_dict
     from .engine.runner import build_model
@@ -310,6 +413,20 @@ def load_rgb(image) -> tuple:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise DetectorError(f"image: expected a path or an RGB uint8 (H, W, 3) array, got {arr.dtype} {arr.shape}")
     return np.ascontiguousarray(arr), "<array>"
+
+
+def scored_proposals(proposals, name="<array>") -> np.ndarray:
+    """``proposals`` as float32 (n, 5) ``[x1, y1, x2, y2, score]`` (empty → (0, 5)); anything else,
+    (n, 4) boxes without the stage-1 score included, or non-finite values are a :class:`DetectorError`."""
+    p = np.asarray(proposals, np.float32)
+    if p.size == 0:
+        return np.zeros((0, 5), np.float32)
+    if p.ndim != 2 or p.shape[1] != 5:
+        raise DetectorError(f"{name}: proposals must be an (n, 5) array [x1, y1, x2, y2, score] (the stage-1 score "
+                            f"is fused into the detection score), got shape {p.shape}")
+    if not np.isfinite(p).all():
+        raise DetectorError(f"{name}: the proposals have NaN or infinite values")
+    return p
 
 
 # ----------------------------------------------------------------------------------------- detector
@@ -347,29 +464,27 @@ class Detector:
         stored in the checkpoints. See the module doc for ``encoder``."""
         import unidetector  # noqa: F401  (runtime bootstrap before jittor)
 
+        if int(num_proposals) < 1:
+            raise DetectorError(f"num_proposals must be at least 1 (the top proposals per image), got {num_proposals}")
         sd, meta = read_detector_checkpoint(checkpoint)
-        stage = checkpoint_stage(sd)
-        if stage == 1:
-            raise DetectorError(f"{checkpoint} is a stage-1 (proposal network) checkpoint; give it as the proposal "
-                                "checkpoint (--proposal-checkpoint) and a stage-2 checkpoint (CLIP RoI classifier) "
-                                "as --checkpoint")
-        if stage != 2:
+        kind = checkpoint_kind_message(checkpoint, sd, 2)
+        if kind:
+            raise DetectorError(kind)
+        if checkpoint_stage(sd) != 2 or "roi_head.bbox_head.fc_reg.weight" not in sd:
             raise DetectorError(f"{checkpoint}: not a stage-2 UniDetector checkpoint (no "
-                                "roi_head.bbox_head.attnpool weights)")
-        cfg = _config_for(checkpoint, sd, meta, config, "stage-2")
+                                "roi_head.bbox_head.attnpool / fc_reg weights)")
         embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
+        enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint)
+        cfg = _config_for(checkpoint, sd, meta, config, "stage-2")
         model = _build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint)
         pipeline = image_pipeline(_test_pipeline(cfg), num_proposals)
-        note = "given"
-        if encoder is None:
-            encoder, note = infer_encoder(sd, meta, embed_dim)
-        enc = make_text_encoder(encoder, embed_dim)
         proposal_model = proposal_pipeline = None
         if proposal_checkpoint is not None:
             psd, pmeta = read_detector_checkpoint(proposal_checkpoint)
-            if checkpoint_stage(psd) != 1:
-                raise DetectorError(f"{proposal_checkpoint} is not a stage-1 (proposal network) checkpoint: it has "
-                                    "no rpn_head weights")
+            kind = checkpoint_kind_message(proposal_checkpoint, psd, 1)
+            if kind or checkpoint_stage(psd) != 1:
+                raise DetectorError(kind or f"{proposal_checkpoint} is not a stage-1 (proposal network) checkpoint: "
+                                    "it has no rpn_head weights")
             pcfg = _config_for(proposal_checkpoint, psd, pmeta, proposal_config, "stage-1")
             pmodel_cfg = copy.deepcopy(pcfg.model.to_dict() if hasattr(pcfg.model, "to_dict") else dict(pcfg.model))
             pmodel_cfg.pop("train_cfg", None)
@@ -471,7 +586,9 @@ class Detector:
         emb = self.embeddings(names)
         timings["embeddings"] = time.perf_counter() - t0
         rgb, name = load_rgb(image)
-        pkey = "stage1" if proposals is None else hashlib.sha1(np.asarray(proposals, np.float32).tobytes()).hexdigest()
+        if proposals is not None:
+            proposals = scored_proposals(proposals, name)
+        pkey = "stage1" if proposals is None else hashlib.sha1(proposals.tobytes()).hexdigest()
         key = (_image_hash(rgb), pkey)
         regions = self._regions.get(key) if reuse_regions else None
         if regions is not None:
@@ -482,8 +599,6 @@ class Detector:
             if proposals is None:
                 proposals = self.propose(rgb, name)
                 timings["stage1"] = time.perf_counter() - t
-            proposals = np.asarray(proposals, np.float32).reshape(-1, 5) if np.size(proposals) else \
-                np.zeros((0, 5), np.float32)
             t = time.perf_counter()
             regions = self.regions(rgb, proposals, name)
             timings["regions"] = time.perf_counter() - t

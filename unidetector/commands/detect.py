@@ -10,13 +10,19 @@ Per image, OUT gets <name>.png|.jpg (boxes, class names, scores) and <name>.json
 plus class_name, with the image size); OUT/summary.json lists all images, counts and failures.
 Unreadable images are reported at the end and make the exit code 1; the others are still processed.
 
-Vocabulary: --classes "a,b,c" or --vocab coco|objects365|lvis|FILE (one name per line).
+Vocabulary: --classes "a,b,c" (CSV rules: a name with a comma in double quotes, --classes '"red, dark
+star",blue ring') or --vocab coco|objects365|lvis|FILE (one name per line: long lists, names with quotes).
+Names equal up to case and spacing ("Red Star", "red  star") are duplicates, an error.
 Proposals: --proposal-checkpoint STAGE1.pkl (run the CLN on each image), or --proposals rp.pkl (the
-official proposal pickle, one (n, 5) array per image, in the order of the expanded IMAGES).
+official proposal pickle, one (n, 5) [x1, y1, x2, y2, score] array per image, in the order of the
+expanded IMAGES; (n, 4) boxes without the score, NaN values and boxes that do not fit their image are
+errors, found before the models are built).
 Models: the configs stored in the checkpoints (--config / --proposal-config override them); the stage-2
 training model becomes the open-world one (BBoxHeadCLIPInference, proposal-score fusion with --beta).
-Text embeddings: --encoder clip:PATH | synthetic (default: what the checkpoint was trained with, when
-recorded), cached in $UNIDET_CACHE_DIR/embeddings (default ~/.cache/unidetector/embeddings).
+Text embeddings: --encoder clip:PATH | synthetic (default: what the checkpoint was trained with; a
+checkpoint that does not record it needs --encoder; another encoder than the recorded one is a warning),
+cached in $UNIDET_CACHE_DIR/embeddings (default ~/.cache/unidetector/embeddings).
+Checked before any work: the vocabulary, --num-proposals >= 1, an --out that is not a file, the proposals.
 --classes-swap "d,e": after the run, re-score every image with a second vocabulary from the cached
 region features (no backbone, no RoI head) into OUT/swap/, and print the speed-up.
 """
@@ -36,7 +42,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or directories of images")
     vocab = parser.add_mutually_exclusive_group(required=True)
-    vocab.add_argument("--classes", help='comma-separated class names, e.g. "red star,blue ring"')
+    vocab.add_argument("--classes", help='comma-separated class names, e.g. "red star,blue ring"; quote a name '
+                       'with a comma: \'"red, dark star",blue ring\' (long lists: --vocab FILE)')
     vocab.add_argument("--vocab", help="coco | objects365 | lvis | FILE (one class name per line)")
     parser.add_argument("--checkpoint", required=True, help="stage-2 checkpoint (CLIP RoI classifier)")
     props = parser.add_mutually_exclusive_group()
@@ -44,9 +51,9 @@ def add_arguments(parser):
     props.add_argument("--proposals", help="proposal pickle aligned to the images (instead of stage 1)")
     parser.add_argument("--score-thr", type=float, default=0.3, help="keep detections scoring at least this (0.3)")
     parser.add_argument("--beta", type=float, default=0.3, help="fusion s = p^beta * o^(1-beta) (0.3)")
-    parser.add_argument("--num-proposals", type=int, default=100, help="top proposals per image (100)")
-    parser.add_argument("--encoder", default=None, help="clip:PATH | synthetic[:dim=D,seed=S] (default: the "
-                        "checkpoint's, else synthetic)")
+    parser.add_argument("--num-proposals", type=int, default=100, help="top proposals per image, at least 1 (100)")
+    parser.add_argument("--encoder", default=None, help="clip:PATH | synthetic[:dim=D,seed=S] (default: the one "
+                        "the checkpoint records; required when it records none)")
     parser.add_argument("--config", help="stage-2 config (overrides the one stored in the checkpoint)")
     parser.add_argument("--proposal-config", help="stage-1 config (overrides the one stored in its checkpoint)")
     parser.add_argument("--out", default="detections", help="output folder (default: ./detections)")
@@ -96,14 +103,77 @@ def write_outputs(detector, image, dets, out_dir: Path, stem: str, image_id: int
     return entry
 
 
+def image_size(path: str):
+    """``(height, width)`` of an image file as decoding will see it (EXIF rotation applied), from its
+    header only; None when unreadable (reported when the image is processed)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(274, 1)
+    except Exception:  # noqa: BLE001 - any unreadable header: the image loader reports it later
+        return None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def check_options(args) -> None:
+    """Option errors found before any work (:class:`~unidetector.errors.UnidetError`)."""
+    from ..errors import UnidetError
+
+    if args.num_proposals < 1:
+        raise UnidetError(f"--num-proposals must be at least 1 (the top proposals per image), got {args.num_proposals}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UnidetError(f"--out {out} is an existing file; give a folder (created when missing) for the "
+                          "annotated images, JSON files and summary.json")
+
+
+def read_given_proposals(path: str, images: list) -> list:
+    """The ``--proposals`` pickle checked against the expanded IMAGES: one (n, 5) entry per image, finite,
+    scores in [0, 1], boxes that fit their image (errors name the file and the image)."""
+    from ..data.proposals import ProposalFileError, check_proposals_fit, check_scored_proposals, load_proposals
+
+    proposals = load_proposals(path)
+    if len(proposals) != len(images):
+        raise ProposalFileError(f"{path} has {len(proposals)} entries but {len(images)} images were given; the "
+                                "pickle must hold one (n, 5) array per image, in the order of the expanded IMAGES")
+    check_scored_proposals(proposals, path)
+    check_proposals_fit(proposals, [image_size(img) for img in images], path, names=images,
+                        made_for="the given IMAGES (directories expanded in name order)")
+    return proposals
+
+
+def build_detector(args, names, n_images: int):
+    """:meth:`Detector.from_checkpoint`; an encoder mismatch is printed as one ``warning:`` line."""
+    import warnings
+
+    from ..api import Detector, EncoderMismatchWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EncoderMismatchWarning)
+        try:
+            return Detector.from_checkpoint(args.checkpoint, proposal_checkpoint=args.proposal_checkpoint,
+                                            classes=names, encoder=args.encoder, score_thr=args.score_thr,
+                                            beta=args.beta, config=args.config,
+                                            proposal_config=args.proposal_config, num_proposals=args.num_proposals,
+                                            cache_size=max(64, n_images))
+        finally:
+            for w in caught:
+                if issubclass(w.category, EncoderMismatchWarning):
+                    print(f"unidet detect: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def run(args) -> int:
     import numpy as np
 
     import unidetector  # noqa: F401  (runtime bootstrap before jittor)
-    from ..api import Detector, DetectorError
-    from ..data.proposals import ProposalFileError, load_proposals
+    from ..api import DetectorError
     from ..data.transforms import ImageLoadError
-    from ..text.vocab import VocabularyError, resolve_vocabulary
+    from ..errors import UnidetError
+    from ..text.vocab import resolve_vocabulary
 
     def fail(msg) -> int:
         print(f"unidet detect: error: {msg}", file=sys.stderr)
@@ -112,7 +182,8 @@ def run(args) -> int:
     try:
         names = resolve_vocabulary(classes=args.classes, vocab=args.vocab)
         swap = resolve_vocabulary(classes=args.classes_swap) if args.classes_swap is not None else None
-    except VocabularyError as e:
+        check_options(args)
+    except UnidetError as e:
         return fail(e)
     images, missing = list_images(args.images)
     if not images and not missing:
@@ -120,20 +191,14 @@ def run(args) -> int:
     proposals = None
     if args.proposals:
         try:
-            proposals = load_proposals(args.proposals)
-        except ProposalFileError as e:
+            proposals = read_given_proposals(args.proposals, images)
+        except UnidetError as e:
             return fail(e)
-        if len(proposals) != len(images):
-            return fail(f"{args.proposals} has {len(proposals)} entries but {len(images)} images were given; the "
-                        "pickle must hold one (n, 5) array per image, in the order of the expanded IMAGES")
     elif not args.proposal_checkpoint:
         return fail("give --proposal-checkpoint STAGE1.pkl (run stage 1) or --proposals rp.pkl")
     try:
-        detector = Detector.from_checkpoint(args.checkpoint, proposal_checkpoint=args.proposal_checkpoint,
-                                            classes=names, encoder=args.encoder, score_thr=args.score_thr,
-                                            beta=args.beta, config=args.config, proposal_config=args.proposal_config,
-                                            num_proposals=args.num_proposals, cache_size=max(64, len(images)))
-    except (DetectorError, VocabularyError, FileNotFoundError) as e:
+        detector = build_detector(args, names, len(images))
+    except (UnidetError, FileNotFoundError) as e:
         return fail(e)
     print(f"vocabulary: {len(names)} classes; text encoder {detector.encoder.id} ({detector.encoder_note}); "
           f"{'given proposals' if proposals is not None else 'stage-1 proposals'}; score_thr {args.score_thr}")

@@ -51,33 +51,108 @@ def builtin_vocabulary(name: str) -> list:
     return names
 
 
+#: ``--classes`` lists longer than this get the ``--vocab FILE`` tip in their errors.
+LONG_CLASS_LIST = 20
+VOCAB_FILE_TIP = ("names with commas go in double quotes ('\"red, dark star\",blue ring'); for long lists or "
+                  "names with quotes, write one name per line to a file and pass --vocab FILE")
+
+
 def parse_classes(text: str) -> list:
-    """``"red star, blue ring"`` → ``['red star', 'blue ring']`` (items stripped, empty ones dropped)."""
-    return [c.strip() for c in str(text).split(",") if c.strip()]
+    """``'red star, "big, dark cat", blue ring'`` → ``['red star', 'big, dark cat', 'blue ring']``.
+
+    CSV rules on one line: names separated by commas; a name with a comma goes in double quotes
+    (``""`` inside quotes is a literal quote); spaces around a name (quoted or not) are dropped, and
+    so are empty items. An unclosed or stray quote is a :class:`VocabularyError` suggesting
+    ``--vocab FILE``.
+    """
+    text = str(text)
+    if "\n" in text or "\r" in text:
+        raise VocabularyError(f"the class list {_short(text)} contains a line break; {VOCAB_FILE_TIP}")
+    names, i, n = [], 0, len(text)
+    while i <= n:
+        while i < n and text[i].isspace():
+            i += 1
+        if i < n and text[i] == '"':                      # quoted name: up to the closing quote
+            buf, i = [], i + 1
+            while True:
+                if i >= n:
+                    raise VocabularyError(f"the class list {_short(text)} has an unclosed double quote; "
+                                          f"{VOCAB_FILE_TIP}")
+                if text[i] == '"' and text[i + 1:i + 2] == '"':
+                    buf.append('"')
+                    i += 2
+                elif text[i] == '"':
+                    i += 1
+                    break
+                else:
+                    buf.append(text[i])
+                    i += 1
+            rest = text.find(",", i)
+            rest = n if rest < 0 else rest
+            if text[i:rest].strip():
+                raise VocabularyError(f"the class list {_short(text)}: {text[i:rest].strip()!r} follows the quoted "
+                                      f"name {''.join(buf)!r} before the next comma; {VOCAB_FILE_TIP}")
+            name = "".join(buf)
+        else:                                             # plain name: up to the next comma
+            rest = text.find(",", i)
+            rest = n if rest < 0 else rest
+            name = text[i:rest]
+            if '"' in name:
+                raise VocabularyError(f"class name {name.strip()!r} has a stray double quote (quote whole names: "
+                                      f"'\"a, b\",c'); {VOCAB_FILE_TIP}")
+        if name.strip():
+            names.append(name.strip())
+        i = rest + 1
+    return names
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def name_key(name: str) -> str:
+    """What makes two class names the same class: case and spacing ignored
+    (``'Red  Star '`` and ``'red star'`` → ``'red star'``)."""
+    return " ".join(str(name).split()).casefold()
+
+
+def find_duplicates(names) -> list:
+    """``[(first, other), ...]``: pairs of names that are equal up to case and spacing
+    (:func:`name_key`), each duplicate paired with the first name of its group."""
+    first, pairs = {}, []
+    for n in names:
+        k = name_key(n)
+        if k in first:
+            pairs.append((first[k], n))
+        else:
+            first[k] = n
+    return pairs
 
 
 def resolve_vocabulary(classes=None, vocab=None) -> list:
-    """Class names from exactly one of ``classes`` (a list, or a comma-separated string) and ``vocab``
-    (a built-in name or a text file, one name per line). Raises :class:`VocabularyError` when the
-    result is empty or has duplicates."""
+    """Class names from exactly one of ``classes`` (a list, or a comma-separated string with CSV
+    quoting, :func:`parse_classes`) and ``vocab`` (a built-in name or a text file, one name per line).
+    Raises :class:`VocabularyError` when the result is empty or has duplicates (names equal up to case
+    and spacing, :func:`name_key`); the error names both."""
     if (classes is None) == (vocab is None):
         raise VocabularyError("give exactly one of --classes (comma-separated names) and --vocab "
                               f"({'|'.join(BUILTIN)}|FILE)")
+    from_string = False
     if vocab is not None:
         names = builtin_vocabulary(vocab) if vocab in BUILTIN else _read_names(Path(vocab))
-        source = f"vocabulary {vocab!r}"
+        source = f"built-in vocabulary {vocab!r}" if vocab in BUILTIN else f"vocabulary file {vocab}"
     else:
-        names = parse_classes(classes) if isinstance(classes, str) else [str(c) for c in classes if str(c).strip()]
+        from_string = isinstance(classes, str)
+        names = parse_classes(classes) if from_string else [str(c) for c in classes if str(c).strip()]
         source = "the class list"
     if not names:
         raise VocabularyError(f"{source} is empty: give at least one class name")
-    seen, dups = set(), []
-    for n in names:
-        if n in seen:
-            dups.append(n)
-        seen.add(n)
+    dups = find_duplicates(names)
     if dups:
-        raise VocabularyError(f"{source} has duplicate class names: {sorted(set(dups))}")
+        shown = "; ".join(f"{a!r} and {b!r}" for a, b in dups[:5]) + (f"; ... ({len(dups)} in all)"
+                                                                       if len(dups) > 5 else "")
+        tip = f"; {VOCAB_FILE_TIP}" if from_string and len(names) > LONG_CLASS_LIST else ""
+        raise VocabularyError(f"{source} has duplicate class names (equal up to case and spacing): {shown}{tip}")
     return list(names)
 
 

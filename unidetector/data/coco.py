@@ -13,9 +13,10 @@ COCO style, the synthetic world). Behaviour, as in the official code (SPEC §3, 
   when a json lists categories out of order.
 * ``class_agnostic=True`` maps every category to label 0 (stage 1). ``dataset_id`` goes into every
   image's meta (the partitioned head picks its classifier with it).
-* Annotations: ``ignore`` ones skipped, boxes not overlapping the image, with ``area <= 0`` or
-  ``w < 1`` or ``h < 1`` dropped, ``iscrowd`` boxes go to ``bboxes_ignore``. Boxes are
-  ``[x, y, x + w, y + h]`` (no ``+1``).
+* Annotations (:meth:`CocoDataset.annotation_fate`): ``ignore`` ones skipped, boxes not overlapping
+  the image, with ``area <= 0`` or ``w < 1`` or ``h < 1`` dropped, ``iscrowd`` boxes go to
+  ``bboxes_ignore``. Boxes are ``[x, y, x + w, y + h]`` (no ``+1``). :mod:`unidetector.data.checks`
+  counts what is dropped, per annotation file, before training or testing.
 * Training (``test_mode=False``) drops images with min side < 32 and, with ``filter_empty_gt``,
   images with no annotation of a selected category (mmdet rule: a crowd-only image counts as
   non-empty). Proposals are loaded in the **unfiltered** image order and filtered with the same
@@ -117,23 +118,27 @@ def load_class_names(path: str) -> list:
 
 
 def check_embedding_rows(embedding, num_classes: int, *, embedding_file: str = "<array>",
-                         dataset: str = "<dataset>") -> np.ndarray:
+                         dataset: str = "<dataset>", class_names=None) -> np.ndarray:
     """Return the (C, D) float32 embedding, checking C equals the dataset's class count.
 
-    Rows are in category-id order, the same order as the dataset labels.
+    Rows are in category-id order, the same order as the dataset labels. Files are read by
+    :func:`unidetector.text.embeddings.load_embeddings` (missing/unreadable files and NaN/inf rows are
+    its :class:`~unidetector.text.embeddings.EmbeddingFileError`; ``class_names`` name a bad row).
     """
+    from ..text.embeddings import load_embeddings
+
     if isinstance(embedding, (str, os.PathLike)):
         embedding_file = str(embedding)
-        if not osp.isfile(embedding_file):
-            raise DatasetError(f"text embedding file not found: {embedding_file}")
-        embedding = np.load(embedding_file)
-    emb = np.asarray(embedding)
-    if emb.ndim != 2:
-        raise DatasetError(f"text embedding {embedding_file} must be (num_classes, dim), got shape {emb.shape}")
+    emb = load_embeddings(embedding if isinstance(embedding, (str, os.PathLike)) else np.asarray(embedding),
+                          class_names=class_names)
     if emb.shape[0] != num_classes:
         raise DatasetError(f"text embedding {embedding_file} has {emb.shape[0]} rows but dataset {dataset} has "
                            f"{num_classes} classes (rows must be the classes in category-id order)")
-    return emb.astype(np.float32)
+    return emb
+
+
+#: what loading does with an annotation that is not kept (``CocoDataset.annotation_fate``), report order
+DROP_REASONS = ("unknown category", "unselected category", "ignore flag", "degenerate", "outside the image")
 
 
 @DATASETS.register_module()
@@ -216,22 +221,44 @@ class CocoDataset:
     def get_cat_ids(self, idx):
         return [a["category_id"] for a in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[self.data_infos[idx]["id"]]))]
 
+    def annotation_fate(self, ann: dict, img_info: dict) -> str:
+        """What loading does with one annotation of image ``img_info`` (mmdet 2.18 rules):
+
+        ``'kept'`` (a GT box), ``'crowd'`` (``iscrowd``: an ignored region, ``bboxes_ignore``), or the
+        reason it is dropped, one of :data:`DROP_REASONS`: ``'unknown category'`` (id not among the
+        json categories), ``'unselected category'`` (not in ``classes``), ``'ignore flag'``,
+        ``'degenerate'`` (``w < 1`` or ``h < 1`` pixel or ``area <= 0``), ``'outside the image'`` (no
+        overlap with the ``width x height`` image). The first reason that applies is given (mmdet tests
+        them in another order; what is dropped is the same). A ``bbox`` that is not 4 numbers is a
+        :class:`DatasetError` naming the annotation.
+        """
+        cid = ann["category_id"]
+        if cid not in self.cat2label:
+            return "unknown category" if cid not in self.coco.cats else "unselected category"
+        if ann.get("ignore", False):
+            return "ignore flag"
+        try:
+            x1, y1, w, h = (float(v) for v in ann["bbox"])
+        except (TypeError, ValueError):
+            raise DatasetError(f"{self.ann_file}: annotation id {ann.get('id')!r} (image id {img_info['id']}): "
+                               f"bbox must be 4 numbers [x, y, w, h], got {ann['bbox']!r}") from None
+        if ann.get("area", w * h) <= 0 or w < 1 or h < 1:
+            return "degenerate"
+        inter_w = max(0, min(x1 + w, img_info["width"]) - max(x1, 0))
+        inter_h = max(0, min(y1 + h, img_info["height"]) - max(y1, 0))
+        if inter_w * inter_h == 0:
+            return "outside the image"
+        return "crowd" if ann.get("iscrowd", False) else "kept"
+
     def _parse_ann_info(self, img_info, ann_info):
         gt_bboxes, gt_labels, gt_bboxes_ignore = [], [], []
         for ann in ann_info:
-            if ann.get("ignore", False):
+            fate = self.annotation_fate(ann, img_info)
+            if fate not in ("kept", "crowd"):
                 continue
             x1, y1, w, h = ann["bbox"]
-            inter_w = max(0, min(x1 + w, img_info["width"]) - max(x1, 0))
-            inter_h = max(0, min(y1 + h, img_info["height"]) - max(y1, 0))
-            if inter_w * inter_h == 0:
-                continue
-            if ann.get("area", w * h) <= 0 or w < 1 or h < 1:
-                continue
-            if ann["category_id"] not in self.cat2label:
-                continue
             bbox = [x1, y1, x1 + w, y1 + h]
-            if ann.get("iscrowd", False):
+            if fate == "crowd":
                 gt_bboxes_ignore.append(bbox)
             else:
                 gt_bboxes.append(bbox)

@@ -3,14 +3,19 @@ and loading of embedding files (official float16 ``.npy`` included).
 
 File format (SPEC §6): ``.npy`` (C, D), row c = class c in category-id order, the **un-normalised**
 mean over prompt templates of ``encode_text`` outputs (the box head normalises at use time).
+:func:`load_embeddings` is the one reader of these files (box heads, dataset checks): a missing file
+says how to make or fetch it; unreadable files, NaN/inf rows and wrong shapes are
+:class:`EmbeddingFileError` naming the file.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import UnidetError
 from .templates import TEMPLATES
 
 
@@ -105,13 +110,76 @@ def save_embeddings(path, embeddings, dtype="float32") -> Path:
     return path
 
 
-def load_embeddings(path, num_classes: int | None = None) -> np.ndarray:
-    """(C, D) float32 from an ``.npy`` (float16 official files are cast). With ``num_classes``,
-    a different row count is an error naming both numbers."""
-    arr = np.load(path)
+class EmbeddingFileError(UnidetError, ValueError):
+    """A text-embedding ``.npy`` is missing, unreadable, or does not fit the vocabulary; names the file."""
+
+
+#: how to get an embedding file, appended to "not found" errors (``{path}`` = the missing file)
+HOW_TO_MAKE = ("make it with `unidet embed --ann ANN.json --encoder clip:RN50.pt --out {path}` (ANN.json = the "
+               "dataset's annotation file, RN50.pt = OpenAI CLIP), or use the official UniDetector "
+               "clip_embeddings/*.npy files")
+
+
+def _read_npy(path: str) -> np.ndarray:
+    """The array of an ``.npy`` file; a missing, unreadable or non-``.npy`` file is an
+    :class:`EmbeddingFileError` naming it (and, when missing, how to make it)."""
+    if not os.path.isfile(path):
+        raise EmbeddingFileError(f"text embedding file not found: {path}; " + HOW_TO_MAKE.format(path=path))
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any numpy read failure means a bad file
+        raise EmbeddingFileError(f"{path}: not a readable .npy array ({type(e).__name__}: {e}); "
+                                 + HOW_TO_MAKE.format(path=path)) from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        close = getattr(arr, "close", None)
+        if close:
+            close()
+        raise EmbeddingFileError(f"{path}: an .npz archive, expected a (C, D) .npy array")
+    return arr
+
+
+def load_embeddings(path, num_classes: int | None = None, *, dim: int | None = None,
+                    class_names=None) -> np.ndarray:
+    """``(C, D)`` float32 text embeddings from an ``.npy`` (float16 official files are cast) or an
+    array-like; the one reader of embedding files.
+
+    Errors (:class:`EmbeddingFileError`, naming the file): the file is missing (with how to make it)
+    or unreadable, the array is not 2-D and numeric, a row holds NaN/inf (the first bad row and its
+    class), ``num_classes`` is given and differs from ``C``, ``dim`` is given and differs from ``D``.
+
+    Args:
+        path: ``.npy`` path, or an array-like ``(C, D)`` (named ``<array>`` in errors).
+        num_classes: expected row count ``C`` (one row per class in category-id order).
+        dim: expected embedding dimension ``D``.
+        class_names: ``C`` names, only to name a bad row.
+    """
+    if isinstance(path, (str, os.PathLike)):
+        name = str(path)
+        arr = _read_npy(name)
+    else:
+        name = "<array>"
+        try:
+            arr = np.asarray(path)
+        except ValueError as e:  # ragged nested lists
+            raise EmbeddingFileError(f"text embeddings given inline are not a (C, D) array ({e})") from None
     if arr.ndim != 2:
-        raise ValueError(f"{path}: text embeddings must be a (C, D) array, got shape {arr.shape}")
+        raise EmbeddingFileError(f"{name}: text embeddings must be a (C, D) array, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise EmbeddingFileError(f"{name}: text embeddings must be numbers, got dtype {arr.dtype}")
     if num_classes is not None and arr.shape[0] != num_classes:
-        raise ValueError(f"{path}: {arr.shape[0]} embedding rows but {num_classes} classes; rows must be the "
-                         "classes in category-id order (regenerate with `unidet embed` for this vocabulary)")
-    return arr.astype(np.float32)
+        raise EmbeddingFileError(f"{name}: {arr.shape[0]} embedding rows but {num_classes} classes; rows must be "
+                                 "the classes in category-id order (regenerate with `unidet embed` for this "
+                                 "vocabulary)")
+    if dim is not None and arr.shape[1] != dim:
+        raise EmbeddingFileError(f"{name}: embeddings of dimension {arr.shape[1]} but the model expects {dim} "
+                                 "(embed with the text encoder of the model's CLIP, e.g. RN50: 1024)")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        emb = arr.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+    if bad.size:
+        r = int(bad[0])
+        cls = (f"class {class_names[r]!r}" if class_names is not None and r < len(class_names)
+               else f"class index {r}, the {r + 1}-th category by id")
+        raise EmbeddingFileError(f"{name}: row {r} ({cls}) is not finite (NaN or inf); {bad.size} of "
+                                 f"{emb.shape[0]} rows are bad (regenerate the file with `unidet embed`)")
+    return emb

@@ -31,6 +31,7 @@ is always the sampled sigmoid BCE; only ``loss_cls['loss_weight']`` is read, by 
 from __future__ import annotations
 
 import json
+import os
 
 import jittor as jt
 import numpy as np
@@ -42,6 +43,7 @@ from ....registry import MODELS, TASK_UTILS, build
 from ...layers import AttentionPool2d
 from ...layers.functional import l2_normalize
 from ...losses import CrossEntropyLoss, accuracy
+from ....text.embeddings import EmbeddingFileError, load_embeddings
 
 __all__ = ["BBoxHeadCLIP", "BBoxHeadCLIPInference", "CLIPBBoxHeadBase", "UniformNegativeClassSampler",
            "load_text_embeddings", "load_image_counts"]
@@ -49,19 +51,38 @@ __all__ = ["BBoxHeadCLIP", "BBoxHeadCLIPInference", "CLIPBBoxHeadBase", "Uniform
 LOGIT_SCALE = 100.0  # 1 / τ with τ = 0.01 (official, not learnable)
 
 
-def load_text_embeddings(path, num_classes: int | None = None) -> np.ndarray:
-    """``(C, D)`` float32 text embeddings from a ``.npy`` (rows = classes in category-id order).
+def load_text_embeddings(path, num_classes: int | None = None, dim: int | None = None,
+                         head: str = "the box head") -> np.ndarray:
+    """``(C, D)`` float32 text embeddings of a box head (rows = classes in category-id order), read by
+    :func:`unidetector.text.embeddings.load_embeddings` (the one reader of embedding files).
 
-    Raises ``ValueError`` when the file is not 2-D or its row count differs from ``num_classes``.
+    ``path`` is a ``.npy`` path or an array-like (the open-world placeholder). Raises
+    :class:`~unidetector.text.embeddings.EmbeddingFileError` (a ``ValueError``) naming the file when it
+    is missing (with how to make it), unreadable, not 2-D, has NaN/inf rows, has a row count other
+    than ``num_classes`` or a dimension other than ``dim`` (the head's ``attnpool.output_dim``).
     """
-    emb = np.load(path) if isinstance(path, str) else np.asarray(path)
-    if emb.ndim != 2:
-        raise ValueError(f"text embeddings {path!r}: expected a (num_classes, dim) array, got shape {emb.shape}")
+    emb = load_embeddings(path)
+    name = embedding_source(path)
     if num_classes is not None and emb.shape[0] != num_classes:
-        raise ValueError(f"text embeddings {path!r} have {emb.shape[0]} rows but the head has num_classes="
-                         f"{num_classes}: the embedding file must hold one row per class of the vocabulary, "
-                         "in category-id order")
-    return emb.astype(np.float32)
+        raise EmbeddingFileError(
+            f"text embeddings {name} have {emb.shape[0]} rows but the head has num_classes={num_classes} "
+            f"({head}, model.roi_head.bbox_head): the embedding file must hold one row per class of the "
+            "vocabulary, in category-id order (make it with `unidet embed --ann ANN.json ...`)")
+    if dim is not None and emb.shape[1] != dim:
+        raise EmbeddingFileError(
+            f"text embeddings {name} have dimension {emb.shape[1]} but {head}'s attnpool output_dim is {dim} "
+            "(model.roi_head.bbox_head.attnpool): embed with the text encoder of the model's CLIP")
+    return emb
+
+
+def embedding_dim(attnpool: dict | None):
+    """The text-embedding dimension a head config fixes (``attnpool['output_dim']``), else None."""
+    return (attnpool or {}).get("output_dim")
+
+
+def embedding_source(path) -> str:
+    """How a ``zeroshot_path`` entry is named in messages: the file, or ``<array>``."""
+    return str(path) if isinstance(path, (str, os.PathLike)) else "<array>"
 
 
 def classifier_weights(emb: np.ndarray) -> jt.Var:
@@ -262,10 +283,11 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
             raise ValueError(f"{type(self).__name__}: zeroshot_path (the .npy text embeddings) is required")
         if not with_reg:
             raise ValueError(f"{type(self).__name__}: with_reg=False is not supported")
-        emb = load_text_embeddings(zeroshot_path, num_classes)
+        emb = load_text_embeddings(zeroshot_path, num_classes, embedding_dim(attnpool), type(self).__name__)
         super().__init__(roi_feat_size, in_channels, num_classes, emb.shape[1], bbox_coder, reg_class_agnostic,
                          reg_decoded_bbox, loss_bbox, attnpool)
         self.zs_weights = classifier_weights(emb)
+        self.zeroshot_files = [embedding_source(zeroshot_path)]  # per vocabulary, for messages
         self.image_counts = load_image_counts(cat_freq_path)
         self.loss_cls_weight = float((loss_cls or {}).get("loss_weight", 1.0))
         self.neg_class_sampler = neg_class_sampler or UniformNegativeClassSampler(fed_loss_num_cat)

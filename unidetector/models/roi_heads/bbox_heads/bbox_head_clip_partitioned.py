@@ -24,8 +24,9 @@ import numpy as np
 from ....ops.boxes import as_var
 from ....registry import MODELS
 from ...losses import accuracy
-from .bbox_head_clip import (CLIPBBoxHeadBase, UniformNegativeClassSampler, classifier_weights, load_image_counts,
-                             load_text_embeddings)
+from ....text.embeddings import EmbeddingFileError
+from .bbox_head_clip import (CLIPBBoxHeadBase, UniformNegativeClassSampler, classifier_weights, embedding_dim,
+                             embedding_source, load_image_counts, load_text_embeddings)
 
 __all__ = ["BBoxHeadCLIPPartitioned"]
 
@@ -60,18 +61,24 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
                              f"{len(cat_freq_path)} cat_freq_path entries")
         if not with_reg:
             raise ValueError("BBoxHeadCLIPPartitioned: with_reg=False is not supported")
-        embs = [load_text_embeddings(p) for p in zeroshot_path]
+        embs = [load_text_embeddings(p, None, embedding_dim(attnpool), "BBoxHeadCLIPPartitioned")
+                for p in zeroshot_path]
         dims = {e.shape[1] for e in embs}
         if len(dims) != 1:
-            raise ValueError(f"BBoxHeadCLIPPartitioned: the embeddings have different dimensions {sorted(dims)}")
+            per_file = ", ".join(f"{embedding_source(p)}: {e.shape[1]}" for p, e in zip(zeroshot_path, embs))
+            raise EmbeddingFileError(f"BBoxHeadCLIPPartitioned: the zeroshot_path embeddings have different "
+                                     f"dimensions ({per_file}); all must come from one text encoder")
         classes = [e.shape[0] for e in embs]
         if max(classes) != num_classes:
-            raise ValueError(f"BBoxHeadCLIPPartitioned: num_classes={num_classes} must equal the largest vocabulary "
-                             f"(embedding rows per dataset: {classes}); it is the background label")
+            per_file = ", ".join(f"{embedding_source(p)}: {c}" for p, c in zip(zeroshot_path, classes))
+            raise EmbeddingFileError(f"BBoxHeadCLIPPartitioned: num_classes={num_classes} must equal the largest "
+                                     f"vocabulary (embedding rows per dataset: {classes}; {per_file}); it is the "
+                                     "background label")
         super().__init__(roi_feat_size, in_channels, num_classes, dims.pop(), bbox_coder, reg_class_agnostic,
                          reg_decoded_bbox, loss_bbox, attnpool)
         self.dataset_num = len(embs)
         self.classes_per_dataset = classes
+        self.zeroshot_files = [embedding_source(p) for p in zeroshot_path]  # per vocabulary, for messages
         for i, emb in enumerate(embs):
             setattr(self, f"zs_weights_{i}", classifier_weights(emb))
         self.image_counts = []

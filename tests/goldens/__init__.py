@@ -20,6 +20,7 @@ class Golden:
         self.folder, self.name, self.case, self.manifest = folder, name, case, manifest
         self.arrays = np.load(folder / case["file"])
         self.config = case.get("config", {})
+        self.measured = []  # one dict per float comparison made by assert_close
 
     @classmethod
     def open(cls, folder, name):
@@ -57,8 +58,15 @@ class Golden:
         t = self.manifest.get("default_tolerances", {}).get("float32")
         return t if isinstance(t, dict) else DEFAULT_TOL
 
-    def assert_close(self, key, got, *tol_names, ref=None):
-        """Compare ``got`` with array ``key`` (shape, dtype kind, values)."""
+    def assert_close(self, key, got, *tol_names, ref=None, scale_atol=0.0):
+        """Compare ``got`` with array ``key`` (shape, dtype kind, values); record the max error.
+
+        Integer/bool arrays must be equal. Float arrays must satisfy
+        ``|got - ref| <= atol + rtol * |ref|`` with the manifest's ``(rtol, atol)`` for ``key``
+        (see :meth:`tol`). ``scale_atol > 0`` makes the comparison scale-relative: atol becomes
+        ``max(atol, scale_atol * max|ref|)``. Every float comparison is recorded in
+        ``self.measured`` (see :meth:`report`).
+        """
         ref = self.arrays[key] if ref is None else ref
         got = np.asarray(got.numpy() if hasattr(got, "numpy") else got)
         assert got.shape == ref.shape, f"{self.name}:{key}: shape {got.shape} != expected {ref.shape}"
@@ -71,11 +79,33 @@ class Golden:
         t = self.tol(key, *tol_names)
         got = got.astype(np.float64)
         ref64 = ref.astype(np.float64)
-        ok = np.isclose(got, ref64, rtol=t["rtol"], atol=t["atol"], equal_nan=True)
+        scale = float(np.nanmax(np.abs(ref64), initial=0.0)) if ref64.size else 0.0
+        atol = max(t["atol"], scale_atol * scale)
+        err = np.abs(got - ref64)
+        limit = t["rtol"] * np.abs(ref64)
+        ok = np.isclose(got, ref64, rtol=t["rtol"], atol=atol, equal_nan=True)
+        manifest_ok = np.isclose(got, ref64, rtol=t["rtol"], atol=t["atol"], equal_nan=True)
+        self.measured.append(dict(
+            key=key, size=int(ref.size), max_abs_err=float(np.nanmax(err, initial=0.0)), max_abs_ref=scale,
+            rtol=t["rtol"], atol=t["atol"], atol_used=atol,
+            atol_needed=float(np.nanmax(err - limit, initial=0.0)),  # smallest atol that passes with rtol
+            outside_manifest=int((~manifest_ok).sum())))
         if not ok.all():
-            err = np.abs(got - ref64)
             i = np.unravel_index(np.nanargmax(np.where(ok, 0, err)), ref.shape)
             raise AssertionError(
                 f"{self.name}:{key}: {int((~ok).sum())}/{ok.size} entries outside rtol={t['rtol']} "
-                f"atol={t['atol']}; worst at {i}: got {got[i]!r}, expected {ref64[i]!r} "
-                f"(max |diff| {np.nanmax(err):.3g})")
+                f"atol={atol:.3g}{' (scale-relative)' if atol > t['atol'] else ''}; worst at {i}: "
+                f"got {got[i]!r}, expected {ref64[i]!r} (max |diff| {np.nanmax(err):.3g})")
+
+    def report(self) -> str:
+        """Table of the recorded float comparisons: max |diff|, max |expected|, the manifest's
+        tolerance, the atol used (larger only for scale-relative comparisons), the smallest atol
+        that would pass with the manifest rtol, and how many entries the manifest tolerance misses."""
+        lines = [f"golden case {self.name}: {len(self.measured)} float comparisons",
+                 f"{'key':48s} {'max|diff|':>9s} {'max|ref|':>9s} {'rtol':>6s} {'atol':>7s} "
+                 f"{'atol used':>9s} {'needed':>9s} {'outside manifest tol':>20s}"]
+        for m in self.measured:
+            lines.append(f"{m['key']:48s} {m['max_abs_err']:9.3g} {m['max_abs_ref']:9.3g} {m['rtol']:6.0e} "
+                         f"{m['atol']:7.0e} {m['atol_used']:9.3g} {m['atol_needed']:9.3g} "
+                         f"{m['outside_manifest']:>9d}/{m['size']:<10d}")
+        return "\n".join(lines)

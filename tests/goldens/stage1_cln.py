@@ -17,6 +17,9 @@ from unidetector.ops import bbox2roi, multiclass_nms
 
 BOX_TOL = "boxes (pixels)"
 FEAT_TOL = "features/logits/losses (float32)"
+# Scale-relative absolute tolerance of the test-mode network outputs, as a fraction of max|expected|
+# (about 84 float32 machine epsilons); see assert_close_deep and the README.
+SCALE_ATOL = 1e-5
 
 
 def img_meta(g, i):
@@ -34,16 +37,18 @@ def build_model(g):
 
 
 def assert_close_deep(g, key, got, *tol_names):
-    """``g.assert_close`` with the absolute tolerance raised to ``rtol * max|expected|``: deep outputs
-    are sums of many terms, so an entry near 0 carries the rounding error of the array's scale."""
-    t = g.tol(key, *tol_names)
-    ref = g[key]
-    atol = max(t["atol"], t["rtol"] * float(np.abs(ref).max(initial=0.0)))
-    got = np.asarray(got.numpy() if hasattr(got, "numpy") else got, np.float64)
-    assert got.shape == ref.shape, f"{g.name}:{key}: shape {got.shape} != expected {ref.shape}"
-    err = np.abs(got - ref) - atol - t["rtol"] * np.abs(ref)
-    assert (err <= 0).all(), (f"{g.name}:{key}: {int((err > 0).sum())}/{ref.size} entries outside rtol={t['rtol']} "
-                              f"atol={atol:.3g} (max |diff| {np.abs(got - ref).max():.3g})")
+    """``g.assert_close`` made scale-relative: atol = ``max(manifest atol, SCALE_ATOL * max|expected|)``.
+
+    Used for the test-mode network outputs only (FPN P2, the RPN outputs of every level, the three
+    RoI-head outputs). They come out of deep stacks of float32 sums (ResNet-50 and FPN convolutions,
+    then 1,568-term dot products in the box head) and reach |x| ~ 10, so an entry near 0 carries
+    rounding of the array's scale, in the official arrays as in ours. On the visible fixture our
+    float64 run differs from the official float32 arrays by as much (max 1.9e-5 on
+    ``test_roi_bbox_score``) as our float32 run does (1.9e-5), and 2 of that array's 2747 entries
+    exceed the manifest's atol 1e-5. Measured errors stay below 2.2e-6 * max|expected|; the bound is
+    1e-5 * max|expected|. The README lists the measured errors; ``pytest -rP`` prints them.
+    """
+    g.assert_close(key, got, *tol_names, scale_atol=SCALE_ATOL)
 
 
 def assert_same_rows(g, key, got, *tol_names, by_score=True):
@@ -141,7 +146,7 @@ def check_train(g, model):
     grad_keys = g.keys("grad/")
     grads = jt.grad(total, [params[k[len("grad/"):]] for k in grad_keys])
     for key, grad in zip(grad_keys, grads):
-        assert_close_deep(g, key, grad, "grad/*")
+        g.assert_close(key, grad, "grad/*")
 
     # the detector's own training forward gives the same total
     from unidetector.models.detectors import parse_losses

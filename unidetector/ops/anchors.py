@@ -67,6 +67,11 @@ class AnchorGenerator:
         """Anchors per location, per level."""
         return [len(b) for b in self.base_anchors]
 
+    @property
+    def num_base_priors(self) -> list:
+        """Anchors per location, per level: mmdet >= 2.18's name of :attr:`num_base_anchors`."""
+        return self.num_base_anchors
+
     def _base_anchors(self, level: int) -> np.ndarray:
         """``(A, 4)`` float32 anchors of one level around its centre (float32 maths as mmdet)."""
         size = self.base_sizes[level]
@@ -101,7 +106,14 @@ class AnchorGenerator:
             raise ValueError(f"{len(featmap_sizes)} feature map sizes for {self.num_levels} levels")
         return [self.single_level_grid_anchors(size, i) for i, size in enumerate(featmap_sizes)]
 
-    grid_priors = grid_anchors
+    def grid_priors(self, featmap_sizes: Sequence, dtype=None, device=None) -> list:
+        """mmdet >= 2.18's name of :meth:`grid_anchors`. ``dtype``/``device`` (torch arguments there)
+        are accepted and ignored: anchors are float32 and Jittor places arrays itself."""
+        return self.grid_anchors(featmap_sizes)
+
+    def single_level_grid_priors(self, featmap_size, level_idx: int, dtype=None, device=None) -> jt.Var:
+        """mmdet >= 2.18's name of :meth:`single_level_grid_anchors` (``dtype``/``device`` ignored)."""
+        return self.single_level_grid_anchors(featmap_size, level_idx)
 
     def single_level_valid_flags(self, featmap_size, valid_size, num_base_anchors: int) -> jt.Var:
         """``(H * W * A,)`` bool: True where the cell lies inside ``valid_size=(h, w)`` cells."""
@@ -110,10 +122,11 @@ class AnchorGenerator:
         valid = (np.arange(feat_h)[:, None] < valid_h) & (np.arange(feat_w)[None, :] < valid_w)
         return jt.array(np.repeat(valid.reshape(-1), num_base_anchors))
 
-    def valid_flags(self, featmap_sizes: Sequence, pad_shape) -> list:
+    def valid_flags(self, featmap_sizes: Sequence, pad_shape, device=None) -> list:
         """Per-level valid flags for an image padded to ``pad_shape=(H, W)`` inside the batch.
 
         A cell is valid if it lies within ``ceil(pad / stride)`` cells (capped at the map size).
+        ``device`` (mmdet's torch argument) is accepted and ignored.
         """
         if len(featmap_sizes) != self.num_levels:
             raise ValueError(f"{len(featmap_sizes)} feature map sizes for {self.num_levels} levels")

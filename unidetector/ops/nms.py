@@ -28,6 +28,8 @@ Defined behaviour on bad input (documented deviations from mmcv):
 """
 from __future__ import annotations
 
+import warnings
+
 import jittor as jt
 import numpy as np
 
@@ -267,16 +269,15 @@ def _empty():
 
 
 def _run(boxes, scores, class_ids, nms_type: str, order_by_rank: bool, iou_threshold: float, offset: int = 0,
-         sigma: float = 0.5, min_score: float = 1e-3, method: str = "gaussian", max_num: int = -1):
+         sigma: float = 0.5, min_score: float = 1e-3, method: str = "gaussian", max_num: int = -1,
+         score_threshold: float = 0):
     """Per-class NMS of (N,4) boxes; returns ``(dets (k,5), keep (k,) int64)``.
 
-    ``class_ids=None`` means one class and no coordinate offset. NaN scores are dropped first.
+    ``class_ids=None`` means one class and no coordinate offset. NaN scores are dropped first,
+    and so are scores ``<= score_threshold`` when it is > 0 (mmcv ``nms``). The class offset
+    ``max(boxes) + 1`` is taken over ALL input boxes, before this filtering, as mmcv's
+    ``batched_nms`` computes it before calling ``nms``.
     """
-    finite = jt.where(jt.logical_not(jt.isnan(scores)))[0]
-    subset = finite.shape[0] < boxes.shape[0]
-    if subset:
-        boxes, scores = boxes[finite], scores[finite]
-        class_ids = None if class_ids is None else class_ids[finite]
     if boxes.shape[0] == 0:
         return _empty()
     n = boxes.shape[0]
@@ -285,6 +286,15 @@ def _run(boxes, scores, class_ids, nms_type: str, order_by_rank: bool, iou_thres
     else:
         class_ids = class_ids.int32()
         mc1 = (boxes.max() + 1.0).reshape(1)  # mmcv: max_coordinate + 1, in float32
+    keep_mask = jt.logical_not(jt.isnan(scores))
+    if score_threshold > 0:
+        keep_mask = keep_mask & (scores > score_threshold)
+    finite = jt.where(keep_mask)[0]
+    subset = finite.shape[0] < n
+    if subset:
+        boxes, scores, class_ids = boxes[finite], scores[finite], class_ids[finite]
+    if boxes.shape[0] == 0:
+        return _empty()
     hard = nms_type == "nms"
     order = _lexsort(class_ids, scores) if hard else _group_by_class(class_ids)
     new_scores, rank = _segment_nms(boxes, scores, class_ids, mc1, order, "hard" if hard else method,
@@ -317,14 +327,8 @@ def nms(boxes, scores, iou_threshold: float, offset: int = 0, score_threshold: f
         ``keep`` ``(k,)`` int64 indices into the input.
     """
     boxes, scores = _prepare(boxes, scores, "nms")
-    valid = None
-    if score_threshold > 0:
-        valid = jt.where((scores > score_threshold) & jt.logical_not(jt.isnan(scores)))[0]
-        boxes, scores = boxes[valid], scores[valid]
-    dets, keep = _run(boxes, scores, None, "nms", True, iou_threshold, offset, max_num=max_num)
-    if valid is not None and keep.shape[0] > 0:
-        keep = valid[keep].int64()  # indices into the full input
-    return dets, keep
+    return _run(boxes, scores, None, "nms", True, iou_threshold, offset, max_num=max_num,
+                score_threshold=score_threshold)
 
 
 def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, min_score: float = 1e-3,
@@ -348,39 +352,88 @@ def soft_nms(boxes, scores, iou_threshold: float = 0.3, sigma: float = 0.5, min_
     return _run(boxes, scores, None, "soft_nms", True, iou_threshold, offset, sigma, min_score, method)
 
 
+# nms_cfg keys each NMS type takes (mmcv >= 1.3.8 ``nms`` / ``soft_nms`` keyword arguments), besides
+# ``type``, ``class_agnostic`` and ``split_thr``, which ``batched_nms`` itself reads. ``max_num`` with
+# soft-NMS is an extension (mmcv's ``soft_nms`` has no ``max_num``): ``multiclass_nms`` uses it to truncate.
+_NMS_CFG_KEYS = {"nms": ("iou_threshold", "offset", "score_threshold", "max_num"),
+                 "soft_nms": ("iou_threshold", "sigma", "min_score", "method", "offset", "max_num")}
+
+
+def _nms_cfg(nms_cfg: dict, class_agnostic: bool):
+    """Parse an mmcv ``nms_cfg`` dict; returns ``(nms_type, class_agnostic, kwargs)``.
+
+    ``iou_thr`` is mmcv's deprecated name of ``iou_threshold`` (renamed with a warning; giving
+    both is an error). ``split_thr`` only selects mmcv's code path, whose results are identical,
+    so it is checked and ignored. Any other key raises ``ValueError`` naming it.
+    """
+    if not isinstance(nms_cfg, dict):
+        raise ValueError(f"batched_nms: nms_cfg must be a dict, got {type(nms_cfg).__name__}")
+    cfg = dict(nms_cfg)
+    class_agnostic = bool(cfg.pop("class_agnostic", class_agnostic))
+    nms_type = cfg.pop("type", "nms")
+    if nms_type not in _NMS_CFG_KEYS:
+        raise ValueError(f"batched_nms: nms type must be 'nms' or 'soft_nms', got {nms_type!r}")
+    split_thr = cfg.pop("split_thr", 10000)
+    if isinstance(split_thr, bool) or not isinstance(split_thr, (int, float)):
+        raise ValueError(f"batched_nms: nms_cfg split_thr must be a number, got {split_thr!r}")
+    if "iou_thr" in cfg:
+        if "iou_threshold" in cfg:
+            raise ValueError("batched_nms: nms_cfg has both iou_thr and iou_threshold; keep iou_threshold")
+        warnings.warn("batched_nms: nms_cfg key 'iou_thr' is deprecated (as in mmcv), use 'iou_threshold'",
+                      stacklevel=3)
+        cfg["iou_threshold"] = cfg.pop("iou_thr")
+    if nms_type == "soft_nms" and "score_threshold" in cfg:
+        raise ValueError("batched_nms: score_threshold is an option of type='nms' only (mmcv's soft_nms has none); "
+                         "soft-NMS drops boxes below min_score")
+    unknown = sorted(set(cfg) - set(_NMS_CFG_KEYS[nms_type]))
+    if unknown:
+        raise ValueError(f"batched_nms: unsupported nms_cfg keys {unknown} for type={nms_type!r} "
+                         f"(accepted: type, class_agnostic, split_thr, iou_thr, {', '.join(_NMS_CFG_KEYS[nms_type])})")
+    if "iou_threshold" not in cfg:
+        if nms_type == "nms":
+            raise ValueError("batched_nms: nms_cfg needs iou_threshold")
+        cfg["iou_threshold"] = 0.3  # mmcv soft_nms default
+    for key in ("iou_threshold", "score_threshold", "sigma", "min_score"):
+        if key in cfg and (isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float, np.number))):
+            raise ValueError(f"batched_nms: nms_cfg {key} must be a number, got {cfg[key]!r}")
+    if cfg.get("offset", 0) not in (0, 1):
+        raise ValueError(f"batched_nms: nms_cfg offset must be 0 or 1, got {cfg['offset']!r}")
+    return nms_type, class_agnostic, cfg
+
+
 def batched_nms(boxes, scores, idxs, nms_cfg: dict, class_agnostic: bool = False):
-    """mmcv ``batched_nms``: NMS within each class of ``idxs``.
+    """mmcv ``batched_nms`` (mmcv >= 1.3.8): NMS within each class of ``idxs``.
 
     Args:
         boxes: ``(N, 4)``; scores: ``(N,)``; idxs: ``(N,)`` int class of each box.
-        nms_cfg: ``dict(type='nms' | 'soft_nms', iou_threshold=..., [sigma, min_score,
-            method, offset, max_num, split_thr, class_agnostic])``. ``split_thr`` selects
-            mmcv's code path, which here gives identical results.
+        nms_cfg: ``dict(type='nms' | 'soft_nms', iou_threshold=..., ...)``. Keys as in mmcv:
+            ``class_agnostic``, ``split_thr`` (selects mmcv's code path, which here gives
+            identical results), ``iou_thr`` (deprecated alias of ``iou_threshold``),
+            ``offset`` (0 or 1) and ``max_num`` (keep at most this many; ``-1`` all); for
+            ``'nms'`` also ``score_threshold`` (if > 0, boxes with ``score <= score_threshold``
+            are removed before NMS; the class offset still uses the max over all boxes, as
+            mmcv); for ``'soft_nms'`` also ``sigma``, ``min_score``, ``method``. Other keys
+            raise ``ValueError``.
         class_agnostic: one NMS over all boxes.
 
     Returns:
         ``dets`` ``(k, 5)`` (original boxes, decayed scores for soft-NMS) by descending
         score, and ``keep`` ``(k,)`` int64 indices into the input.
     """
-    cfg = dict(nms_cfg)
-    class_agnostic = cfg.pop("class_agnostic", class_agnostic)
-    nms_type = cfg.pop("type", "nms")
-    cfg.pop("split_thr", None)
-    if nms_type not in ("nms", "soft_nms"):
-        raise ValueError(f"batched_nms: nms type must be 'nms' or 'soft_nms', got {nms_type!r}")
+    nms_type, class_agnostic, cfg = _nms_cfg(nms_cfg, class_agnostic)
     boxes, scores = _prepare(boxes, scores, "batched_nms")
     idxs = as_var(idxs, "int64")
     if idxs.shape != (boxes.shape[0],):
         raise ValueError(f"batched_nms: idxs must have shape ({boxes.shape[0]},), got {tuple(idxs.shape)}")
-    iou_threshold = cfg.pop("iou_threshold", 0.3 if nms_type == "soft_nms" else None)
-    if iou_threshold is None:
-        raise ValueError("batched_nms: nms_cfg needs iou_threshold")
-    extra = dict(offset=cfg.pop("offset", 0), max_num=cfg.pop("max_num", -1))
+    iou_threshold = cfg.pop("iou_threshold")
+    extra = dict(offset=int(cfg.pop("offset", 0)), max_num=int(cfg.pop("max_num", -1)),
+                 score_threshold=float(cfg.pop("score_threshold", 0)))
     if nms_type == "soft_nms":
         extra.update(sigma=cfg.pop("sigma", 0.5), min_score=cfg.pop("min_score", 1e-3),
                      method=cfg.pop("method", "linear"))
-    if cfg:
-        raise ValueError(f"batched_nms: unsupported nms_cfg keys {sorted(cfg)}")
+        if extra["method"] not in ("naive", "linear", "gaussian"):
+            raise ValueError(f"batched_nms: soft_nms method must be 'naive', 'linear' or 'gaussian', "
+                             f"got {extra['method']!r}")
     return _run(boxes, scores, None if class_agnostic else idxs, nms_type, class_agnostic, iou_threshold, **extra)
 
 

@@ -167,18 +167,19 @@ def test_partial_loading_is_an_explicit_reported_choice(trained, tmp_path, capsy
     assert_one_line_error(rc, err, "test", "other.pkl", "refusing to run on random weights")
 
 
-def test_checkpoint_kind_names_stage_checkpoints():
-    from unidetector.convert.checkpoints import checkpoint_kind
+def test_stage1_checkpoint_for_a_stage2_config_gets_detects_message(tmp_path):
+    from test_engine import TinyDet
 
-    z = np.zeros(1, np.float32)
-    assert checkpoint_kind({}) == "empty"
-    assert checkpoint_kind({"rpn_head.rpn_conv.weight": z, "roi_head.bbox_head.fc_cls.weight": z}) == "stage1"
-    assert checkpoint_kind({"backbone.conv1.weight": z, "roi_head.bbox_head.attnpool.c_proj.weight": z,
-                            "roi_head.bbox_head.fc_reg.weight": z}) == "stage2"
-    assert checkpoint_kind({"rpn_head.rpn_conv.weight": z, "roi_head.bbox_head.attnpool.c_proj.weight": z}) == \
-        "end2end"
-    assert checkpoint_kind({"backbone.conv1.weight": z, "roi_head.bbox_head.attnpool.c_proj.weight": z}) == \
-        "backbone"
+    from unidetector.convert.checkpoints import checkpoint_kind_message
+    from unidetector.engine.runner import WeightsLoadError, load_weights
+
+    stage1 = {"rpn_head.rpn_conv.weight": np.zeros((2, 2, 3, 3), np.float32)}
+    path = _save(tmp_path / "s1.pkl", stage1)
+    stage2_cfg = dict(type="FastRCNN", roi_head=dict(bbox_head=dict(type="BBoxHeadCLIPPartitioned")))
+    with pytest.raises(WeightsLoadError) as e:
+        load_weights(TinyDet(), path, model_cfg=stage2_cfg, what="checkpoint")
+    assert str(e.value) == f"checkpoint {checkpoint_kind_message(path, stage1, 2)}"
+    assert "is a stage-1 (proposal network) checkpoint" in str(e.value)
 
 
 def test_full_disk_names_the_folder_and_the_last_good_checkpoint(tmp_path, monkeypatch):

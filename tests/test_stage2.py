@@ -136,8 +136,8 @@ def test_calibrate_command(tmp_path, capsys):
     assert load_prior(str(out), smoothing=100).tolist() == [6, 2]   # a .npy prior is used as is
     assert main(["calibrate", "--from-cat-info", cat_info(tmp_path, "t", [3, 0, 1]), "--out", str(out)]) == 0
     assert np.load(out).tolist() == [13, 10, 11]
-    assert main(["calibrate", str(tmp_path / "raw.pkl"), "--out", str(out), "--smoothing", "0"]) == 1
-    assert "zero prior" in capsys.readouterr().out
+    assert main(["calibrate", str(tmp_path / "raw.pkl"), "--out", str(out), "--smoothing", "0"]) == 2
+    assert "unidet calibrate: error: 1 of 2 classes have a zero prior" in capsys.readouterr().err
 
 
 def test_vocabulary_swap_loads_every_weight_and_reports_embeddings(tmp_path):

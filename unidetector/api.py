@@ -48,12 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .convert.checkpoints import (CLIP_BOX_HEADS, checkpoint_kind_message, checkpoint_stage,  # noqa: F401
+                                  config_stage)
 from .errors import UnidetError
 
 __all__ = ["Detector", "Detections", "DetectorError", "EncoderMismatchWarning", "TextEncoderSpec",
            "checkpoint_kind_message", "make_text_encoder"]
 
-CLIP_BOX_HEADS = ("BBoxHeadCLIP", "BBoxHeadCLIPPartitioned", "BBoxHeadCLIPInference")
 IMAGE_LOADERS = ("LoadImageFromFile", "LoadImageFromWebcam")
 
 
@@ -252,44 +253,6 @@ def read_detector_checkpoint(path):
             raise DetectorError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
         return {k: np.asarray(v) for k, v in ckpt["state_dict"].items()}, dict(ckpt.get("meta") or {})
     return dict(read_checkpoint(path)), {}
-
-
-def checkpoint_stage(state_dict: dict) -> int | None:
-    """1 for a proposal network (RPN head), 2 for a CLIP RoI classifier, None when unknown."""
-    if any(k.startswith("rpn_head.") for k in state_dict):
-        return 1
-    if any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
-        return 2
-    return None
-
-
-def config_stage(model_cfg) -> int | None:
-    """1 for a proposal-network model config (an ``rpn_head``), 2 for a CLIP RoI classifier (a CLIP box
-    head, :data:`CLIP_BOX_HEADS`), None otherwise."""
-    get = (lambda d, k: d.get(k) if hasattr(d, "get") else None)
-    if get(model_cfg, "rpn_head"):
-        return 1
-    head = get(get(model_cfg, "roi_head") or {}, "bbox_head") or {}
-    return 2 if get(head, "type") in CLIP_BOX_HEADS else None
-
-
-def checkpoint_kind_message(path, state_dict: dict, expected) -> str | None:
-    """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the stage the model needs (1 or
-    2) or its model config (:func:`config_stage`). None when the stages agree or either is unknown.
-    ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
-    if not isinstance(expected, int):
-        expected = config_stage(expected)
-    stage = checkpoint_stage(state_dict)
-    if expected is None or stage is None or stage == expected:
-        return None
-    if stage == 1:
-        return (f"{path} is a stage-1 (proposal network) checkpoint (rpn_head weights), but a stage-2 model (CLIP "
-                "RoI classifier) is asked for: it makes proposals (`unidet proposals`, `unidet detect "
-                "--proposal-checkpoint`); give a stage-2 checkpoint (`unidet detect --checkpoint`, a stage-2 config's "
-                "test or load_from)")
-    return (f"{path} is a stage-2 (CLIP RoI classifier) checkpoint (roi_head.bbox_head.attnpool weights, no "
-            "rpn_head), but a stage-1 model (proposal network) is asked for: give a stage-1 checkpoint "
-            "(`unidet detect --proposal-checkpoint`, `unidet proposals`, a stage-1 config's test or load_from)")
 
 
 def _config_for(path, state_dict, meta, config, role: str):

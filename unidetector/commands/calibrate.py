@@ -23,7 +23,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from ..calibration import (DEFAULT_SMOOTHING, class_counts_from_cat_info, class_counts_from_results,
+    from ..calibration import (DEFAULT_SMOOTHING, CalibrationError, class_counts_from_cat_info, class_counts_from_results,
                                save_prior)
 
     if (args.raw_results is None) == (args.from_cat_info is None):
@@ -33,7 +33,8 @@ def run(args) -> int:
               else class_counts_from_results(args.raw_results))
     prior = counts + smoothing
     if (prior <= 0).any():
-        args._parser.error(f"{int((prior <= 0).sum())} classes have a zero prior: use --smoothing > 0")
+        raise CalibrationError(f"{int((prior <= 0).sum())} of {len(prior)} classes have a zero prior "
+                               f"(no detections in {args.raw_results or args.from_cat_info}): use --smoothing > 0")
     path = save_prior(args.out, prior)
     zero = int((counts == 0).sum())
     print(f"wrote {path}: {len(prior)} classes, counts total {int(counts.sum())}, {zero} classes with zero count, "

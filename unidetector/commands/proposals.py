@@ -36,7 +36,8 @@ def run(args) -> int:
 
     cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg.model)
-    load_weights(model, args.checkpoint, allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint")
+    load_weights(model, args.checkpoint, allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint",
+                 model_cfg=cfg.model)
     for ann, img_dir, out in zip(args.ann, args.img_dir, args.out):
         generate_proposals(cfg, args.checkpoint, ann, img_dir, out, model=model, progress=not args.no_progress)
     return 0

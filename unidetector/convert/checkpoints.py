@@ -21,10 +21,8 @@ from .torch_reader import find_state_dict, load_torch_file
 CLIP_META_KEYS = ("input_resolution", "context_length", "vocab_size", "logit_scale")
 
 
-#: What a detector checkpoint's keys say it is (see :func:`checkpoint_kind`).
-KIND_NAMES = {"stage1": "stage-1 (proposal network)", "stage2": "stage-2 (CLIP RoI classifier)",
-              "end2end": "end-to-end (RPN + CLIP RoI classifier)", "backbone": "backbone initialisation (CLIP/ResNet "
-              "weights without detector heads)", "empty": "empty (no weights)", "unknown": "unrecognised"}
+#: Box heads of the stage-2 (CLIP RoI classifier) models.
+CLIP_BOX_HEADS = ("BBoxHeadCLIP", "BBoxHeadCLIPPartitioned", "BBoxHeadCLIPInference")
 
 
 class CheckpointFileError(UnidetError, ValueError):
@@ -68,21 +66,42 @@ def read_checkpoint(path) -> "OrderedDict[str, np.ndarray]":
                                   f"{type(e).__name__}: {e})") from None
 
 
-def checkpoint_kind(state_dict: dict) -> str:
-    """``'stage1'``, ``'stage2'``, ``'end2end'``, ``'backbone'``, ``'empty'`` or ``'unknown'`` from the keys."""
-    if not state_dict:
-        return "empty"
-    rpn = any(k.startswith("rpn_head.") for k in state_dict)
-    clip_head = any(k.startswith("roi_head.bbox_head.") for k in state_dict)
-    if rpn and any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
-        return "end2end"
-    if rpn:
-        return "stage1"
-    if clip_head and any(k.startswith("roi_head.bbox_head.fc_reg.") for k in state_dict):
-        return "stage2"
-    if any(k.startswith(("backbone.", "visual.", "conv1.", "layer1.")) for k in state_dict):
-        return "backbone"
-    return "unknown"
+def checkpoint_stage(state_dict: dict) -> int | None:
+    """1 for a proposal network (RPN head), 2 for a CLIP RoI classifier, None when unknown."""
+    if any(k.startswith("rpn_head.") for k in state_dict):
+        return 1
+    if any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
+        return 2
+    return None
+
+
+def config_stage(model_cfg) -> int | None:
+    """1 for a proposal-network model config (an ``rpn_head``), 2 for a CLIP RoI classifier (a CLIP box
+    head, :data:`CLIP_BOX_HEADS`), None otherwise."""
+    get = (lambda d, k: d.get(k) if hasattr(d, "get") else None)
+    if get(model_cfg, "rpn_head"):
+        return 1
+    head = get(get(model_cfg, "roi_head") or {}, "bbox_head") or {}
+    return 2 if get(head, "type") in CLIP_BOX_HEADS else None
+
+
+def checkpoint_kind_message(path, state_dict: dict, expected) -> str | None:
+    """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the stage the model needs (1 or
+    2) or its model config (:func:`config_stage`). None when the stages agree or either is unknown.
+    ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
+    if not isinstance(expected, int):
+        expected = config_stage(expected)
+    stage = checkpoint_stage(state_dict)
+    if expected is None or stage is None or stage == expected:
+        return None
+    if stage == 1:
+        return (f"{path} is a stage-1 (proposal network) checkpoint (rpn_head weights), but a stage-2 model (CLIP "
+                "RoI classifier) is asked for: it makes proposals (`unidet proposals`, `unidet detect "
+                "--proposal-checkpoint`); give a stage-2 checkpoint (`unidet detect --checkpoint`, a stage-2 config's "
+                "test or load_from)")
+    return (f"{path} is a stage-2 (CLIP RoI classifier) checkpoint (roi_head.bbox_head.attnpool weights, no "
+            "rpn_head), but a stage-1 model (proposal network) is asked for: give a stage-1 checkpoint "
+            "(`unidet detect --proposal-checkpoint`, `unidet proposals`, a stage-1 config's test or load_from)")
 
 
 def _to_numpy(obj):

@@ -171,7 +171,8 @@ class CocoDataset:
         self.proposals = None
         if self.proposal_file is not None:
             raw = load_proposals(self.proposal_file)
-            self.proposals = align_proposals(raw, len(self.data_infos), self.proposal_file, self.ann_file)
+            self.proposals = align_proposals(raw, len(self.data_infos), self.proposal_file, self.ann_file,
+                                             image_infos=self.data_infos)
         if not test_mode:
             valid = self._filter_imgs()
             self.data_infos = [self.data_infos[i] for i in valid]

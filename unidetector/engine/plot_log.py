@@ -7,8 +7,14 @@ from __future__ import annotations
 import json
 import math
 
+from ..errors import UnidetError
+
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+class LogFileError(UnidetError, ValueError):
+    """A training log that cannot be read or drawn; the message names the file (and line)."""
 
 
 def read_log(path) -> list:
@@ -21,7 +27,8 @@ def read_log(path) -> list:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not a JSON line ({e})") from None
+                raise LogFileError(f"{path}:{n}: not a JSON line ({e}); expected the log.jsonl of a training "
+                                   "work dir") from None
     return records
 
 
@@ -35,7 +42,7 @@ def plot_log(path, out, keys=None, width=900, panel_height=260) -> list:
 
     train = [r for r in read_log(path) if r.get("mode", "train") == "train"]
     if not train:
-        raise ValueError(f"{path}: no training records")
+        raise LogFileError(f"{path}: no training records")
     if keys is None:
         keys = sorted({k for r in train for k in r if "loss" in k and k != "loss_scale"})
         keys = (["loss"] if "loss" in keys else []) + [k for k in keys if k != "loss"] + ["lr"]

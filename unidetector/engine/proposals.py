@@ -22,7 +22,7 @@ def generate_proposals(cfg, checkpoint, ann_file: str, img_dir: str, out: str, m
     if model is None:
         model = build_model(cfg.model)
         load_weights(model, checkpoint, log=log, allow_partial=bool(cfg.get("allow_partial_load")),
-                     what="checkpoint")
+                     what="checkpoint", model_cfg=cfg.model)
     test_cfg = dict(cfg.data.test)
     test_cfg.pop("samples_per_gpu", None)
     test_cfg.update(ann_file=ann_file, img_prefix=img_dir, test_mode=True, proposal_file=None)

@@ -146,25 +146,25 @@ class WeightsLoadError(UnidetError, ValueError):
     """Weights that did not load into the model (nothing runs on them); the message names the file."""
 
 
-def load_weights(model, path, log=print, allow_partial=False, what="load_from"):
+def load_weights(model, path, log=print, allow_partial=False, what="load_from", model_cfg=None):
     """Load a checkpoint's weights into ``model`` by official names and print the load report.
 
     Strict by default: every model key must be in the checkpoint and every checkpoint key in the model
     (the vocabulary buffers ``zs_weights*`` and ``num_batches_tracked`` excepted), so nothing runs on
     weights that did not load. ``allow_partial=True`` (config ``allow_partial_load=True``, e.g. a
     RegionCLIP initialisation without box regression) loads the keys that match and reports the rest;
-    a checkpoint of which nothing loads is refused either way.
+    a checkpoint of which nothing loads is refused either way. With ``model_cfg``, a stage-1 checkpoint
+    for a stage-2 model (and the reverse) gets the message of ``unidet detect``.
     """
-    from ..convert.checkpoints import KIND_NAMES, checkpoint_kind, read_checkpoint
+    from ..convert.checkpoints import checkpoint_kind_message, read_checkpoint
     from ..convert.state_dict import StateDictError, load_state_dict, match_state_dict
 
     state_dict = read_checkpoint(path)
-    kind, model_kind = checkpoint_kind(state_dict), checkpoint_kind(model.state_dict())
-    if kind == "empty":
+    if not state_dict:
         raise WeightsLoadError(f"{what} {path}: the checkpoint holds no weights (empty state dict)")
-    if kind in ("stage1", "stage2", "end2end") and kind != model_kind:
-        raise WeightsLoadError(f"{what} {path}: this is a {KIND_NAMES[kind]} checkpoint, but the config builds a "
-                               f"{KIND_NAMES.get(model_kind, model_kind)} model; give it with the matching config")
+    mismatch = checkpoint_kind_message(path, state_dict, model_cfg) if model_cfg is not None else None
+    if mismatch:
+        raise WeightsLoadError(f"{what} {mismatch}")
     report = match_state_dict(model.state_dict(), state_dict)
     hint = _prefix_hint(report)
     if not report.loaded:
@@ -203,6 +203,7 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     or None (then ``cfg.resume_from``). Returns the trainer."""
     import jittor as jt
 
+    from ..data.checks import check_dataset
     from ..data.loader import DetectionLoader
     from ..runtime import seed_everything
     from .optim import build_optimizer
@@ -220,10 +221,12 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
 
     model = build_model(cfg.model)
     jt.sync_all()  # Jittor draws the random init lazily: do it now, right after seeding
+    log = print if rank == 0 else (lambda *_: None)
     dataset = build_dataset(cfg.data.train, "data.train")
     if len(dataset) == 0:
         raise TrainingSetError(f"{getattr(cfg, 'filename', '<config>')}: data.train has no usable image "
                                f"(annotation file(s): {', '.join(annotation_files(cfg.data.train)) or '?'})")
+    check_dataset(dataset, "data.train", progress=progress, log=log, model=model)
     spg = int(cfg.data.get("samples_per_gpu", 2))
     loader = DetectionLoader(dataset, batch_size=spg * world, shuffle=True,
                              num_workers=int(cfg.data.get("workers_per_gpu", 0)), seed=seed)
@@ -239,12 +242,12 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     if validate and ev and cfg.data.get("val"):
         eval_interval = int(ev.pop("interval", 1))
         ev.pop("start", None), ev.pop("by_epoch", None)
-        val_cfg = cfg.data.val
+        val_set = build_dataset(cfg.data.val, "data.val", test_mode=True)  # checked now, not after an epoch
+        check_dataset(val_set, "data.val", progress=progress, log=log, model=model)
 
-        def evaluate_fn(m, _ev=ev, _val_cfg=val_cfg):
+        def evaluate_fn(m, _ev=ev, val_set=val_set):
             from .inference import inference
 
-            val_set = build_dataset(_val_cfg, "data.val", test_mode=True)
             results = inference(m, val_set, samples_per_gpu=1, workers_per_gpu=0, progress=progress)
             return val_set.evaluate(results, **_ev)
 
@@ -274,7 +277,8 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     if resume:
         trainer.resume(resume)
     elif cfg.get("load_from"):
-        load_weights(model, cfg.load_from, log=trainer._print, allow_partial=bool(cfg.get("allow_partial_load")))
+        load_weights(model, cfg.load_from, log=trainer._print, allow_partial=bool(cfg.get("allow_partial_load")),
+                     model_cfg=cfg.model)
     elif hasattr(model, "init_weights"):
         model.init_weights()  # e.g. the ImageNet backbone of stage 1 (backbone.init_cfg), as mmdet's train.py
     jt.sync_all()
@@ -284,6 +288,7 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
 def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=False, json_out=None,
                      eval_options=None, progress=True):
     """mmdet ``tools/test.py``: results of ``data.test`` (dumped to ``out``), json, evaluation (rank 0)."""
+    from ..data.checks import check_dataset
     from .inference import dump_results, format_results_json, inference
     from .trainer import dist_info
 
@@ -295,13 +300,15 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
         raise UsageError("nothing to do: give at least one of --out, --eval, --format-only")
     model = build_model(cfg.model)
     load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None),
-                 allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint")
+                 allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint", model_cfg=cfg.model)
     test_cfg = cfg.data.test
     spg = 1
     if isinstance(test_cfg, dict) and "samples_per_gpu" in test_cfg:
         test_cfg = dict(test_cfg)
         spg = int(test_cfg.pop("samples_per_gpu"))
     dataset = build_dataset(test_cfg, "data.test", test_mode=True)
+    check_dataset(dataset, "data.test", progress=progress, log=print if rank == 0 else (lambda *_: None),
+                  model=model)
     results = inference(model, dataset, samples_per_gpu=spg,
                         workers_per_gpu=int(cfg.data.get("workers_per_gpu", 0)), progress=progress)
     if rank != 0:

@@ -26,8 +26,14 @@ def clean_class_name(name: str) -> str:
 
 def class_names_from_annotation(path) -> list:
     """Category names of a COCO/LVIS json, sorted by category id, cleaned."""
-    cats = json.loads(Path(path).read_text())["categories"]
-    return [clean_class_name(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+    try:
+        cats = json.loads(Path(path).read_text(encoding="utf-8"))["categories"]
+        return [clean_class_name(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EmbeddingFileError(f"{path}: not valid JSON ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise EmbeddingFileError(f"{path}: expected a COCO/LVIS json whose 'categories' have 'id' and 'name' "
+                                 f"(missing {e})") from None
 
 
 def class_names_from_file(path) -> list:
@@ -48,7 +54,7 @@ def load_class_names(classes=None, ann=None, names_file=None) -> list:
         items = classes.split(",") if isinstance(classes, str) else list(classes)
         names = [clean_class_name(n.strip()) for n in items if n.strip()]
     if not names:
-        raise ValueError("no class names found")
+        raise EmbeddingFileError(f"no class names found in {ann or names_file or 'the class list'}")
     return names
 
 

@@ -3,7 +3,7 @@
 # Partitioned head: one frozen CLIP text-embedding buffer per dataset; an image's loss uses only its own
 # dataset's logits (dataset_id 0 = COCO, 1 = Objects365). Proposals: stage-1 pickles rp_train_{0,1}.pkl.
 # Initialise with RegionCLIP:  unidet train configs/coco_objects365_2ndstage_roi.py \
-#     --cfg-options load_from=regionclip_pretrained-cc_rn50_mmdet.pth
+#     --cfg-options load_from=regionclip_pretrained-cc_rn50_mmdet.pth allow_partial_load=True
 _base_ = ['./_base_/clip_fast_rcnn_r50_c4.py']
 
 model = dict(

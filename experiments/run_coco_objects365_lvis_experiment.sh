@@ -131,13 +131,16 @@ else
     log "proposals for COCO, Objects365, LVIS v0.5 val"
     launch proposals "$CFG1" "$CKPT1" \
         --ann "$COCO_ANN" --img-dir "$COCO_IMG/" --out rp_train_0.pkl \
-        --ann "$O365_ANN" --img-dir "$O365_IMG/" --out rp_train_1.pkl \
+        --ann "$O365_ANN" --img-dir "$O365_IMG/" --out rp_train_1.pkl
+    # LVIS v0.5 names its val images after COCO 2014 files: only LVISV05Dataset maps them to val2017/
+    launch proposals "$CFG1" "$CKPT1" --cfg-options data.test.type=LVISV05Dataset \
         --ann "$LVIS_ANN" --img-dir "$LVIS_IMG/" --out rp_val_ow.pkl
 fi
 
 # ---------------------------------------------------------------- 3. stage 2
 log "stage 2: partitioned CLIP RoI classifier"
-CFG_EXTRA=(load_from="$REGIONCLIP_PTH")
+# RegionCLIP has no box regression: an explicit partial load (the report lists what keeps its initialisation)
+CFG_EXTRA=(load_from="$REGIONCLIP_PTH" allow_partial_load=True)
 train "$CFG2" stage2 "$EPOCHS2"
 CKPT2=stage2/epoch_$EPOCHS2.pkl
 

@@ -27,6 +27,8 @@ model = dict(
             num_classes=30,             # = max(#A classes, #B classes) = the background label
             fed_loss_num_cat=50)),
     train_cfg=dict(rcnn=dict(sampler=dict(num=32, pos_fraction=0.5))))
+# The encoder that made emb_*.npy (`unidet data synth`), recorded in the checkpoints for `unidet detect`.
+text_encoder = 'synthetic:dim=1024,seed=0'
 
 img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
                     to_rgb=True)  # CLIP normalisation (CLIP's 0-1 mean/std x 255), RGB

@@ -35,7 +35,7 @@ UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
 #: does not set is refused (``lr_confg``). Helper variables (pipelines, ``img_norm_cfg``, ...) stay allowed.
 READ_TOP = ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner", "total_epochs",
             "checkpoint_config", "log_config", "evaluation", "fp16", "load_from", "resume_from", "work_dir", "seed",
-            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load",
+            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load", "text_encoder",
             "test_pipeline", "train_pipeline", *UNSUPPORTED_TOP)
 
 
@@ -205,12 +205,14 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
 
     from ..data.checks import check_dataset
     from ..data.loader import DetectionLoader
+    from .jittor_config import apply_jittor_config
     from ..runtime import seed_everything
     from .optim import build_optimizer
     from .schedule import build_lr_schedule
     from .trainer import Trainer, dist_info
 
     check_config(cfg, for_training=True)
+    apply_jittor_config(cfg)
     rank, world = dist_info()
     work_dir = work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(
         getattr(cfg, "filename", None) or "config"))[0])
@@ -254,6 +256,8 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     meta = {}
     if getattr(dataset, "CLASSES", None) is not None:
         meta["CLASSES"] = list(dataset.CLASSES)
+    if cfg.get("text_encoder"):  # what made the zeroshot_path embeddings: `unidet detect` encodes new names with it
+        meta["text_encoder"] = str(cfg.text_encoder)
     trainer = Trainer(model, loader, optimizer, schedule, work_dir, max_epochs,
                       grad_clip=oc.get("grad_clip"), accumulate_steps=accumulate_steps,
                       amp=bool(amp or fp16), loss_scale=(fp16 or {}).get("loss_scale", "dynamic"), seed=seed,
@@ -289,10 +293,12 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
                      eval_options=None, progress=True):
     """mmdet ``tools/test.py``: results of ``data.test`` (dumped to ``out``), json, evaluation (rank 0)."""
     from ..data.checks import check_dataset
+    from .jittor_config import apply_jittor_config
     from .inference import dump_results, format_results_json, inference
     from .trainer import dist_info
 
     check_config(cfg, for_training=False)
+    apply_jittor_config(cfg)
     rank, _ = dist_info()
     if format_only and not json_out:
         raise UsageError("--format-only needs --json-out FILE")

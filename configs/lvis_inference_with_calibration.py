@@ -5,16 +5,21 @@
 # per-class gaussian soft-NMS, 300 detections.
 #
 # Calibration is transductive (official): the prior counts the raw detections of the UNcalibrated model on
-# the test set itself. Steps:
+# the test set itself. Files live in proposal_dir (the seed README's layout: `tools/generate_proposals.py
+# --output-dir /root/autodl-tmp/rpl` writes rp_val_ow.pkl there; elsewhere: change proposal_dir or override
+# data.test.proposal_file / model.roi_head.bbox_head.resultfile). Steps:
 #   unidet test configs/lvis_inference_with_calibration.py CKPT \
-#       --cfg-options model.roi_head.bbox_head.withcalibration=False --out raw_lvis_results.pkl
-#   unidet calibrate raw_lvis_results.pkl --out lvis_prior.npy --smoothing 10        (optional: a .npy prior)
+#       --out /root/autodl-tmp/rpl/raw_decouple_oidcoco_lvis_rp_val.pkl --eval bbox \
+#       --cfg-options model.roi_head.bbox_head.withcalibration=False
+#   unidet calibrate RAW.pkl --out lvis_prior.npy --smoothing 10        (optional: a .npy prior as resultfile)
 #   unidet test configs/lvis_inference_with_calibration.py CKPT --eval bbox
 # resultfile takes the raw .pkl (counts + calibration_smoothing), a .npy prior (as is) or a cat-info .json
 # (training image counts: a non-transductive prior).
 # A checkpoint trained with other vocabularies loads fully; its zs_weights* buffers are replaced by the
 # LVIS embeddings (the load report lists them).
 _base_ = ['./_base_/clip_fast_rcnn_r50_c4.py']
+
+proposal_dir = '/root/autodl-tmp/rpl/'
 
 model = dict(
     roi_head=dict(
@@ -26,7 +31,7 @@ model = dict(
             beta=0.3,
             withcalibration=True,
             gamma=0.6,
-            resultfile='raw_lvis_results.pkl',
+            resultfile=proposal_dir + 'raw_decouple_oidcoco_lvis_rp_val.pkl',
             calibration_smoothing=10.0)),
     test_cfg=dict(rcnn=dict(max_per_img=300)))
 
@@ -53,7 +58,7 @@ data = dict(
     samples_per_gpu=1,
     workers_per_gpu=2,
     val=dict(type=dataset_type, ann_file=data_root + 'annotations/lvis_v0.5_val.json',
-             img_prefix=data_root + 'val2017/', proposal_file='rp_val_ow.pkl', pipeline=test_pipeline),
+             img_prefix=data_root + 'val2017/', proposal_file=proposal_dir + 'rp_val_ow.pkl', pipeline=test_pipeline),
     test=dict(type=dataset_type, ann_file=data_root + 'annotations/lvis_v0.5_val.json',
-              img_prefix=data_root + 'val2017/', proposal_file='rp_val_ow.pkl', pipeline=test_pipeline))
+              img_prefix=data_root + 'val2017/', proposal_file=proposal_dir + 'rp_val_ow.pkl', pipeline=test_pipeline))
 evaluation = dict(interval=1, metric='bbox')

@@ -148,11 +148,12 @@ CKPT2=stage2/epoch_$EPOCHS2.pkl
 if [ ! -e raw_lvis_results.pkl ]; then
     log "LVIS v0.5 val, raw (no calibration)"
     launch test "$CFG_LVIS" "$CKPT2" --cfg-options model.roi_head.bbox_head.withcalibration=False \
-        --out raw_lvis_results.pkl --eval bbox | tee lvis_raw_eval.txt
+        data.test.proposal_file=rp_val_ow.pkl --out raw_lvis_results.pkl --eval bbox | tee lvis_raw_eval.txt
 fi
 log "calibration prior"
 "$UNIDET" calibrate raw_lvis_results.pkl --out lvis_prior.npy
 log "LVIS v0.5 val, calibrated"
 launch test "$CFG_LVIS" "$CKPT2" --cfg-options model.roi_head.bbox_head.resultfile=lvis_prior.npy \
+    data.test.proposal_file=rp_val_ow.pkl \
     --out calibrated_lvis_results.pkl --eval bbox | tee lvis_calibrated_eval.txt
 log "done: $WORK/lvis_raw_eval.txt, $WORK/lvis_calibrated_eval.txt"

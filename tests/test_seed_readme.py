@@ -213,11 +213,8 @@ def tiny_configs(rpl: Path) -> tuple:
                                                              "beta", "gamma", "calibration_smoothing")})
     for d in (cfg.data.val, cfg.data.test):
         d.pipeline = synth_lvis.data.test.pipeline
-        # The seed's LVIS config reads its proposals and raw results in the seed's proposal folder (README:
-        # resultfile='/root/autodl-tmp/rpl/raw_decouple_oidcoco_lvis_rp_val.pkl', the first LVIS command's --out);
-        # configs/lvis_inference_with_calibration.py names ./rp_val_ow.pkl and ./raw_lvis_results.pkl.
-        d.proposal_file = f"{RPL}/rp_val_ow.pkl"
-    cfg.model.roi_head.bbox_head.resultfile = f"{RPL}/raw_decouple_oidcoco_lvis_rp_val.pkl"
+        assert d.proposal_file == f"{RPL}/rp_val_ow.pkl"   # the seed's proposal folder, as the README writes it
+    assert head.resultfile == f"{RPL}/raw_decouple_oidcoco_lvis_rp_val.pkl"   # the first LVIS command's --out
     tiny["lvis_inference_with_calibration"] = cfg
 
     for name, cfg in tiny.items():

@@ -37,10 +37,11 @@ import numpy as np
 
 import jittor as jt
 
+from ..errors import UnidetError
+from ..models.detectors.two_stage import parse_losses
 from . import checkpoint as ckpt_io
 from .amp import LossScaler, enable_amp
 from .optim import clip_grad_norm
-from ..errors import UnidetError
 
 TARGET_KEYS = ("gt_bboxes", "gt_labels", "gt_bboxes_ignore", "proposals")
 
@@ -51,24 +52,6 @@ class CheckpointSaveError(UnidetError, OSError):
 
 class NonFiniteLossError(UnidetError, FloatingPointError):
     """A loss became NaN or infinite."""
-
-
-def parse_losses(losses: dict):
-    """mmdet ``_parse_losses``: ``(total loss Var, {name: Var})``; lists of Vars are summed means."""
-    log_vars = {}
-    for name, value in losses.items():
-        if isinstance(value, jt.Var):
-            log_vars[name] = value.mean()
-        elif isinstance(value, (list, tuple)):
-            log_vars[name] = sum(v.mean() for v in value)
-        else:
-            raise TypeError(f"loss {name!r} is {type(value).__name__}, expected a jt.Var or a list of them")
-    loss_keys = [k for k in log_vars if "loss" in k]
-    if not loss_keys:
-        raise ValueError(f"the model returned no entry whose name contains 'loss': {list(log_vars)}")
-    total = sum(log_vars[k] for k in loss_keys)
-    log_vars["loss"] = total
-    return total, log_vars
 
 
 def dist_info():

@@ -12,6 +12,7 @@ test proposals (``test_cfg.rpn``) unless ``proposals`` are given. Subclasses: :c
 """
 from __future__ import annotations
 
+import jittor as jt
 from jittor import nn
 
 from ...registry import MODELS, build
@@ -28,11 +29,16 @@ def parse_losses(losses: dict):
     """
     log_vars = {}
     for name, value in losses.items():
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, jt.Var):
+            log_vars[name] = value.mean()
+        elif isinstance(value, (list, tuple)):
             log_vars[name] = sum(v.mean() for v in value)
         else:
-            log_vars[name] = value.mean()
-    total = sum(v for k, v in log_vars.items() if "loss" in k)
+            raise TypeError(f"loss {name!r} is {type(value).__name__}, expected a jt.Var or a list of them")
+    loss_keys = [k for k in log_vars if "loss" in k]
+    if not loss_keys:
+        raise ValueError(f"the model returned no entry whose name contains 'loss': {list(log_vars)}")
+    total = sum(log_vars[k] for k in loss_keys)
     log_vars["loss"] = total
     return total, log_vars
 

@@ -12,6 +12,13 @@ from jittor import nn
 from ..registry import TEXT_ENCODERS
 
 
+def eot_length(tokens) -> int:
+    """Tokens a batch needs: 1 + the largest EOT position (the EOT is the row's largest id, read
+    by :class:`CLIPTextEncoder`), ≥ 1. ``tokens``: (N, L) int array."""
+    tokens = np.asarray(tokens)
+    return int(tokens.argmax(axis=1).max()) + 1 if tokens.size else 1
+
+
 class QuickGELU(nn.Module):
     def execute(self, x):
         return x * jt.sigmoid(1.702 * x)
@@ -87,7 +94,13 @@ class CLIPTextEncoder(nn.Module):
         mask = np.triu(np.full((context_length, context_length), -np.inf, np.float32), 1)
         self._attn_mask = jt.array(mask).stop_grad()   # leading "_": not a parameter / state-dict entry
 
-    def execute(self, tokens):
+    def execute(self, tokens, trim: bool = True):
+        """(N, L) token ids → (N, embed_dim). With ``trim`` (exact), the batch runs only up to its
+        longest prompt: the attention is causal and only the EOT position is read, so the tokens
+        after the last EOT of the batch never change the result (see :func:`eot_length`)."""
+        if trim:
+            ids = tokens.numpy() if isinstance(tokens, jt.Var) else np.asarray(tokens, np.int64)
+            tokens = ids[:, :eot_length(ids)]
         tokens = tokens if isinstance(tokens, jt.Var) else jt.array(np.asarray(tokens, np.int64))
         n, length = tokens.shape
         x = self.token_embedding(tokens) + self.positional_embedding[:length]

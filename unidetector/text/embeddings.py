@@ -58,17 +58,70 @@ def load_class_names(classes=None, ann=None, names_file=None) -> list:
     return names
 
 
-def encode_class_names(names, encode_text, templates=TEMPLATES) -> np.ndarray:
+def encode_class_names(names, encode_text, templates=TEMPLATES, *, progress=None) -> np.ndarray:
     """(C, D) float32: row c = mean over ``templates`` of ``encode_text([t.format(name_c)])``.
 
     ``encode_text(list_of_prompts) -> (N, D)`` array-like, un-normalised (e.g.
-    :meth:`CLIPPromptEncoder.encode_text`).
+    :meth:`CLIPPromptEncoder.encode_text`). When it is a :class:`CLIPPromptEncoder`'s, all
+    ``C × len(templates)`` prompts go through :func:`encode_prompts_by_length` (batched by token
+    length, each batch run only up to its longest prompt: the same numbers, ~8× faster on LVIS);
+    any other callable is called once per class. ``progress``: a tqdm bar with ETA (``None``: only
+    on a terminal, ``False``: never).
     """
+    templates = list(templates)
+    encoder = getattr(encode_text, "__self__", None)
+    if isinstance(encoder, CLIPPromptEncoder):
+        prompts = [t.format(name) for name in names for t in templates]
+        feats = encode_prompts_by_length(encoder.model, prompts, encoder.batch_size, progress)
+        return feats.reshape(len(names), len(templates), -1).mean(axis=1).astype(np.float32)
+    from tqdm import tqdm
+
     rows = []
-    for name in names:
+    for name in tqdm(names, desc="text embeddings", unit="class", disable=None if progress is None else not progress,
+                     dynamic_ncols=True):
         feats = np.asarray(encode_text([t.format(name) for t in templates]), dtype=np.float32)
         rows.append(feats.mean(axis=0))
     return np.stack(rows).astype(np.float32)
+
+
+def length_batches(lengths, batch_size: int) -> list:
+    """Index arrays of batches of at most ``batch_size`` prompts, grouped by token length
+    (shortest first), so that each batch pads little beyond its own prompts. ``lengths``: (N,)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def encode_prompts_by_length(model, prompts, batch_size: int = 128, progress=None) -> np.ndarray:
+    """(N, D) float32 ``encode_text`` of ``prompts`` (in their order) by a
+    :class:`~unidetector.text.clip_text.CLIPTextEncoder`, batched by token length.
+
+    Each batch runs only up to its longest prompt (its last EOT): CLIP's text attention is causal
+    and the feature is read at the EOT, so this equals the full ``context_length`` computation.
+    ``progress``: a tqdm bar over prompts with ETA (``None``: only on a terminal, ``False``: never).
+    """
+    import jittor as jt
+    from tqdm import tqdm
+
+    from .clip_text import eot_length
+    from .tokenizer import tokenize
+
+    tokens = tokenize(prompts, model.context_length)
+    out = None
+    bar = tqdm(total=len(prompts), desc="text embeddings", unit="prompt", disable=None if progress is None
+               else not progress, dynamic_ncols=True)
+    with bar, jt.no_grad():
+        for idx in length_batches(tokens.argmax(axis=1), batch_size):
+            batch = tokens[idx]
+            feats = model(jt.array(batch[:, :eot_length(batch)]), trim=False).numpy()
+            if out is None:
+                out = np.empty((len(prompts), feats.shape[1]), np.float32)
+            out[idx] = feats
+            bar.update(len(idx))
+    if out is None:
+        raise ValueError("no prompts to encode")
+    return out
 
 
 class CLIPPromptEncoder:

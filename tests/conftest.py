@@ -1,5 +1,12 @@
-"""Shared fixtures."""
+"""Shared fixtures. Every test that needs the trained quick experiment is marked ``slow`` automatically,
+so ``pytest -m "not slow"`` is the fast loop."""
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "quick_experiment" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

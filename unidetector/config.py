@@ -17,7 +17,11 @@ from mmengine.config import DictAction as _MMEngineDictAction
 
 from .errors import UnidetError
 
-__all__ = ["Config", "ConfigFileError", "DictAction", "check_top_level_keys", "load_config"]
+__all__ = ["Config", "ConfigFileError", "DictAction", "check_top_level_keys", "load_config", "resolve_paths"]
+
+#: Config keys (at any depth) whose string values are file or folder paths.
+PATH_KEYS = ("ann_file", "img_prefix", "proposal_file", "zeroshot_path", "cat_freq_path", "resultfile", "load_from",
+             "resume_from", "work_dir")
 
 
 class ConfigFileError(UnidetError, ValueError):
@@ -113,3 +117,30 @@ def check_top_level_keys(cfg, known) -> None:
     if problems:
         src = getattr(cfg, "filename", None) or "<config>"
         raise ConfigFileError(f"{src}: " + "; ".join(problems))
+
+
+def resolve_paths(cfg, base_dir) -> Config:
+    """Make the relative paths of ``cfg`` (values of :data:`PATH_KEYS`, strings or lists of strings, at
+    any depth) relative to ``base_dir`` instead of the current directory; returns ``cfg``."""
+    base = Path(base_dir)
+
+    def fix(value):
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str(base / value) + ("/" if value.endswith("/") else "")
+        if isinstance(value, (list, tuple)):
+            return type(value)(fix(v) for v in value)
+        return value
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in list(node.keys()):
+                if key in PATH_KEYS:
+                    node[key] = fix(node[key])
+                else:
+                    walk(node[key])
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item)
+
+    walk(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg)
+    return cfg

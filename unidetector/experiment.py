@@ -15,9 +15,11 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
 8. ``report``     ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
 Steps 5–7 share one pass of the network over the test set (the vocabulary only enters after the
-attention pool, :mod:`unidetector.engine.regions`). Everything runs with the work dir as current
-directory, so the synthetic configs' relative paths (``data/synthetic/...``, ``work_dirs/...``) land
-inside it.
+attention pool, :mod:`unidetector.engine.regions`). Every path is resolved against the work dir
+explicitly (the synthetic configs' relative ``data/synthetic/...`` paths included, see
+:func:`unidetector.config.resolve_paths`); the current directory is never changed. The synthetic
+configs ship with the package (``unidetector/configs`` is the repository's ``configs/``), so a
+non-editable install runs the experiment too.
 """
 from __future__ import annotations
 
@@ -25,13 +27,17 @@ import json
 import os
 import platform
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "synthetic"
-WORLD = Path("data/synthetic")
+CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
+WORLD = Path("data/synthetic")        # relative to the work dir, as in the synthetic configs
+STAGE1_DIR = Path("work_dirs/stage1_cln")
+STAGE2_DIR = Path("work_dirs/stage2_partitioned")
+RESULTS = Path("results")
+#: The steps, in order; ``Experiment.step_<name>`` runs each (``unidet experiment --only`` takes these names).
+STEPS = ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "report")
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``).
@@ -77,16 +83,6 @@ def derangement(n: int, seed: int) -> np.ndarray:
             return perm
 
 
-@contextmanager
-def _cwd(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 class Experiment:
     """Run the steps in order, timing each; ``report`` accumulates what ``report.json`` holds."""
 
@@ -100,19 +96,20 @@ class Experiment:
         self.seed, self.progress, self.log = seed, progress, log
         self.report = {"mode": self.mode, "seed": seed, "timings": {}}
         self._test_state = None
-        self.steps = [("world", self.make_world), ("stage1", self.train_stage1), ("proposals", self.dump_proposals),
-                      ("stage2", self.train_stage2), ("test_raw", self.test_raw),
-                      ("calibrated", self.test_calibrated), ("control", self.test_shuffled_embeddings),
-                      ("report", self.write_report)]
+        self.world = self.work_dir / WORLD
+
+    def path(self, relative) -> Path:
+        """``relative`` (a path of the synthetic configs' layout) inside the work dir."""
+        return self.work_dir / relative
 
     # -- helpers ----------------------------------------------------------------------------------
     def config(self, name: str, options: dict | None = None):
         """A synthetic config with ``{"a.b.c": value}`` overrides (as ``--cfg-options``)."""
-        from .config import load_config
+        from .config import load_config, resolve_paths
 
         cfg = load_config(CONFIGS / name, options)
         cfg.seed = self.seed
-        return cfg
+        return resolve_paths(cfg, self.work_dir)
 
     def stage_config(self, name: str, stage: dict):
         """The training config of one stage with the plan's schedule and overrides."""
@@ -124,25 +121,25 @@ class Experiment:
         return cfg
 
     def world_meta(self) -> dict:
-        return json.loads((WORLD / "world.json").read_text())
+        return json.loads((self.world / "world.json").read_text())
 
     # -- steps ------------------------------------------------------------------------------------
-    def make_world(self):
+    def step_world(self):
         from .data.synthetic import generate_world
 
-        world = generate_world(str(WORLD), seed=self.seed, size=self.plan["size"])
+        world = generate_world(str(self.world), seed=self.seed, size=self.plan["size"])
         self.report["world"] = {"size": self.plan["size"], **world["stats"],
                                 "classes": len(world["classes"]),
                                 "novel_classes": [c["name"] for c in world["classes"] if c["split"] == "novel"]}
 
-    def train_stage1(self):
+    def step_stage1(self):
         from .engine.runner import train_from_config
 
         cfg = self.stage_config("stage1_cln.py", self.plan["stage1"])
-        train_from_config(cfg, work_dir="work_dirs/stage1_cln", seed=self.seed, validate=False,
+        train_from_config(cfg, work_dir=str(self.path(STAGE1_DIR)), seed=self.seed, validate=False,
                           progress=self.progress)
 
-    def dump_proposals(self):
+    def step_proposals(self):
         from .engine.proposals import generate_proposals
 
         cfg = self.config("stage1_cln.py", self.plan["stage1"].get("options"))
@@ -151,16 +148,17 @@ class Experiment:
         runs = [("train_a.json", "rp_train_a.pkl", None), ("train_b.json", "rp_train_b.pkl", None),
                 ("val_lvis.json", "rp_val_lvis.pkl", subsets)]
         for ann, out, cats in runs:
-            recall = generate_proposals(cfg, "work_dirs/stage1_cln/latest.pkl", str(WORLD / ann), str(WORLD / "images"),
-                                        str(WORLD / out), cat_subsets=cats, progress=self.progress, log=self.log)
+            recall = generate_proposals(cfg, str(self.path(STAGE1_DIR / "latest.pkl")), str(self.world / ann),
+                                        str(self.world / "images"), str(self.world / out), cat_subsets=cats,
+                                        progress=self.progress, log=self.log)
             if cats:
                 self.report["proposals"] = recall
 
-    def train_stage2(self):
+    def step_stage2(self):
         from .engine.runner import train_from_config
 
         cfg = self.stage_config("stage2_partitioned.py", self.plan["stage2"])
-        train_from_config(cfg, work_dir="work_dirs/stage2_partitioned", seed=self.seed, validate=False,
+        train_from_config(cfg, work_dir=str(self.path(STAGE2_DIR)), seed=self.seed, validate=False,
                           progress=self.progress)
 
     def _regions(self):
@@ -172,7 +170,7 @@ class Experiment:
 
             cfg = self.config("stage2_lvis_inference.py")
             model = build_model(cfg.model)
-            load_weights(model, "work_dirs/stage2_partitioned/latest.pkl", log=lambda *_: None)
+            load_weights(model, self.path(STAGE2_DIR / "latest.pkl"), log=lambda *_: None)
             dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
             head = cfg.model.roi_head.bbox_head
             regions = dataset_regions(model, dataset, self.progress)
@@ -196,32 +194,40 @@ class Experiment:
         metrics = state["dataset"].evaluate(results, metric=["bbox"])
         return {k.replace("bbox_", ""): float(v) for k, v in metrics.items()}
 
-    def test_raw(self):
-        os.makedirs("results", exist_ok=True)
-        self.report["lvis"] = self._evaluate(np.load(WORLD / "emb_lvis.npy"), out="results/raw_val_lvis.pkl")
+    def step_test_raw(self):
+        self.path(RESULTS).mkdir(parents=True, exist_ok=True)
+        self.report["lvis"] = self._evaluate(self.test_embeddings(), out=self.path(RESULTS / "raw_val_lvis.pkl"))
 
-    def test_calibrated(self):
+    def test_embeddings(self) -> np.ndarray:
+        """The (C, D) text embeddings of the test vocabulary (all classes)."""
+        from .text.embeddings import load_embeddings
+
+        return load_embeddings(self.world / "emb_lvis.npy")
+
+    def step_calibrated(self):
         from .calibration import DEFAULT_SMOOTHING, class_counts_from_cat_info, class_counts_from_results, save_prior
 
-        emb = np.load(WORLD / "emb_lvis.npy")
-        raw_prior = save_prior(WORLD / "prior_from_raw.npy",
-                               class_counts_from_results("results/raw_val_lvis.pkl") + DEFAULT_SMOOTHING)
-        self.report["lvis_calibrated"] = self._evaluate(emb, raw_prior, out="results/calibrated_val_lvis.pkl")
+        emb = self.test_embeddings()
+        raw_prior = save_prior(self.world / "prior_from_raw.npy",
+                               class_counts_from_results(self.path(RESULTS / "raw_val_lvis.pkl")) + DEFAULT_SMOOTHING)
+        self.report["lvis_calibrated"] = self._evaluate(emb, raw_prior,
+                                                        out=self.path(RESULTS / "calibrated_val_lvis.pkl"))
         # the test json carries each category's training image_count (0 for novel classes)
-        cats = json.loads((WORLD / "val_lvis.json").read_text())["categories"]
-        (WORLD / "val_lvis_train_cat_info.json").write_text(json.dumps(cats))
-        freq_prior = save_prior(WORLD / "prior_from_train_freq.npy",
-                                class_counts_from_cat_info(WORLD / "val_lvis_train_cat_info.json") + DEFAULT_SMOOTHING)
+        cats = json.loads((self.world / "val_lvis.json").read_text())["categories"]
+        (self.world / "val_lvis_train_cat_info.json").write_text(json.dumps(cats))
+        freq_prior = save_prior(self.world / "prior_from_train_freq.npy",
+                                class_counts_from_cat_info(self.world / "val_lvis_train_cat_info.json")
+                                + DEFAULT_SMOOTHING)
         self.report["lvis_calibrated_train_freq"] = self._evaluate(emb, freq_prior)
         state = self._regions()
         self.report["calibration"] = {"gamma": state["gamma"], "beta": state["beta"], "smoothing": DEFAULT_SMOOTHING,
                                       "prior_from_raw": str(raw_prior), "prior_from_train_freq": str(freq_prior)}
 
-    def test_shuffled_embeddings(self):
+    def step_control(self):
         """The raw test with the text embeddings permuted across classes (no class keeps its own), averaged
         over ``CONTROL_PERMUTATIONS`` permutations: one permutation is a noisy control, because a class that
         receives an embedding sharing one of its words (``red star`` ← ``red circle``) keeps partial credit."""
-        emb = np.load(WORLD / "emb_lvis.npy")
+        emb = self.test_embeddings()
         perms = [derangement(len(emb), self.seed + 1 + k) for k in range(CONTROL_PERMUTATIONS)]
         runs = [self._evaluate(emb[p]) for p in perms]
         control = {key: float(np.mean([r[key] for r in runs])) for key in runs[0]}
@@ -229,7 +235,7 @@ class Experiment:
         control["per_permutation"] = {m: [r[m] for r in runs] for m in ("AP", "APr", "APc", "APf")}
         self.report["control_shuffled_embeddings"] = control
 
-    def write_report(self):
+    def step_report(self):
         from .experiment_report import write_report
 
         self.report["settings"] = {"plan": self.plan, "python": platform.python_version(),
@@ -240,24 +246,26 @@ class Experiment:
             self.report["settings"]["jittor"] = jt.__version__
         except ImportError:  # pragma: no cover
             pass
-        write_report(self.report, Path("."), WORLD, log=self.log)
+        write_report(self.report, self.work_dir, self.world, self.path(RESULTS / "raw_val_lvis.pkl"), log=self.log)
 
     # -- driver -----------------------------------------------------------------------------------
     def run(self, only=None) -> dict:
+        unknown = sorted(set(only or ()) - set(STEPS))
+        if unknown:
+            raise ValueError(f"unknown experiment step(s) {unknown}; the steps are {', '.join(STEPS)}")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        n = len(self.steps)
+        n = len(STEPS)
         self.log(f"unidet experiment ({self.mode}, seed {self.seed}) in {self.work_dir}; "
                  f"estimated ~{self.plan['estimate_min']} min on a 2-core CPU with a warm compile cache")
         t_all = time.time()
-        with _cwd(self.work_dir):
-            for i, (name, step) in enumerate(self.steps, 1):
-                if only and name not in only:
-                    continue
-                self.log(f"\n[{i}/{n}] {name}  (elapsed {time.time() - t_all:.0f} s)")
-                t = time.time()
-                step()
-                self.report["timings"][name] = round(time.time() - t, 1)
-                (Path("report.json")).write_text(json.dumps(self.report, indent=2))
+        for i, name in enumerate(STEPS, 1):
+            if only and name not in only:
+                continue
+            self.log(f"\n[{i}/{n}] {name}  (elapsed {time.time() - t_all:.0f} s)")
+            t = time.time()
+            getattr(self, f"step_{name}")()
+            self.report["timings"][name] = round(time.time() - t, 1)
+            (self.work_dir / "report.json").write_text(json.dumps(self.report, indent=2))
         self.report["timings"]["total"] = round(time.time() - t_all, 1)
         (self.work_dir / "report.json").write_text(json.dumps(self.report, indent=2))
         self.log(f"\ndone in {self.report['timings']['total']:.0f} s: {self.work_dir / 'report.md'}")

@@ -60,7 +60,8 @@ def detections_grid(world_dir: Path, results_file: Path, out: Path, num: int = 6
     return len(tiles)
 
 
-def write_report(report: dict, out_dir: Path, world_dir: Path, log=print) -> None:
+def write_report(report: dict, out_dir: Path, world_dir: Path, raw_results: Path, log=print) -> None:
+    """``report.md`` and its figures in ``out_dir``; ``raw_results``: the raw test results drawn as detections."""
     from .visualize import bar_chart, save_rgb
 
     out_dir = Path(out_dir)
@@ -68,7 +69,7 @@ def write_report(report: dict, out_dir: Path, world_dir: Path, log=print) -> Non
     save_rgb(out_dir / "ap_by_frequency.png",
              bar_chart(groups, title="LVIS-style AP on the synthetic test set (r = novel/rare classes)"))
     figures = ["ap_by_frequency.png"]
-    raw = Path("results/raw_val_lvis.pkl")
+    raw = Path(raw_results)
     if raw.exists():
         detections_grid(world_dir, raw, out_dir / "detections.png")
         figures.append("detections.png")

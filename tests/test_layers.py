@@ -8,7 +8,7 @@ import jittor as jt
 from jittor import nn
 
 from unidetector.models.layers import BatchNorm2d, BlockAvgPool2d, block_mean, make_norm
-from unidetector.models.layers.bmm import bmm
+from unidetector.ops.bmm import bmm
 
 
 def batch_norm_reference(x, gamma, beta, dy, eps=1e-5):

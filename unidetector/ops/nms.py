@@ -33,47 +33,28 @@ import warnings
 import jittor as jt
 import numpy as np
 
+from . import kernel_source
 from .boxes import as_var
 
 __all__ = ["nms", "soft_nms", "batched_nms", "multiclass_nms"]
 
 _METHODS = {"naive": 0, "linear": 1, "gaussian": 2, "hard": 3}
 
-# ------------------------------------------------------------------------------------------
-# Kernel 1: argsort by (primary ascending, secondary descending, index ascending), or only
-# its first `topk` entries. The key is a strict total order, so the result is unique.
-# ------------------------------------------------------------------------------------------
-_SORT_CPU_HEADER = "#include <algorithm>\n#include <numeric>\n"
-_SORT_CPU_SRC = r"""
-const int n = in0_shape0, k = in2_p[0];
-const int* pri = in0_p; const float* sec = in1_p; int* order = out0_p;
-std::iota(order, order + n, 0);
-auto less = [&](int a, int b) {
-    if (pri[a] != pri[b]) return pri[a] < pri[b];
-    if (sec[a] != sec[b]) return sec[a] > sec[b];
-    return a < b;
-};
-if (k < n) std::partial_sort(order, order + k, order + n, less);
-else std::sort(order, order + n, less);
-"""
-_SORT_CUDA_HEADER = r"""
-#include <thrust/sort.h>
-#include <thrust/sequence.h>
-#include <thrust/execution_policy.h>
-struct LexLess {
-    const int* pri; const float* sec;
-    __host__ __device__ bool operator()(int a, int b) const {
-        if (pri[a] != pri[b]) return pri[a] < pri[b];
-        if (sec[a] != sec[b]) return sec[a] > sec[b];
-        return a < b;
-    }
-};
-"""
-_SORT_CUDA_SRC = r"""
-const int n = in0_shape0;
-thrust::sequence(thrust::device, out0_p, out0_p + n);
-thrust::sort(thrust::device, out0_p, out0_p + n, LexLess{in0_p, in1_p});
-"""
+# Kernel sources: kernels/nms_sort.{cc,cu} (orderings) and kernels/nms.{h,cc,cu} (per-class NMS).
+_SORT_CODE = kernel_source.KernelCode(kernel_source.load("nms_sort.cc"), "", kernel_source.load("nms_sort.cu"), "")
+_NMS_CPU_SOURCE = kernel_source.load("nms.cc")
+_NMS_CUDA_SOURCE = kernel_source.load("nms.cu")
+
+# Kernel 1: argsort by (primary ascending, secondary descending, index ascending), or only its first
+# `topk` entries (CPU; CUDA sorts all). in0 primary (N,) int32, in1 secondary (N,) float32, in2 [k] int32.
+LEXSORT_CODE = _SORT_CODE._replace(cpu_src="unidet::lexsort_cpu(in0_p, in1_p, in0_shape0, in2_p[0], out0_p);",
+                                   cuda_src="unidet::lexsort_cuda(in0_p, in1_p, in0_shape0, out0_p);")
+
+# Grouping by class with index order kept (soft-NMS visits a class in index order): a stable
+# counting sort on the CPU, a stable radix sort on the GPU. in0 class ids (N,) int32 -> out0 order,
+# out1 scratch.
+GROUP_CODE = _SORT_CODE._replace(cpu_src="unidet::group_by_class_cpu(in0_p, in0_shape0, out0_p);",
+                                 cuda_src="unidet::group_by_class_cuda(in0_p, in0_shape0, out0_p, out1_p);")
 
 
 def _lexsort(primary: jt.Var, secondary: jt.Var, topk: int = -1) -> jt.Var:
@@ -81,176 +62,47 @@ def _lexsort(primary: jt.Var, secondary: jt.Var, topk: int = -1) -> jt.Var:
     n = primary.shape[0]
     k = n if topk <= 0 else min(topk, n)
     order = jt.code((n,), "int32", [primary.int32(), secondary.float32(), jt.array([k]).int32()],
-                    cpu_header=_SORT_CPU_HEADER, cpu_src=_SORT_CPU_SRC,
-                    cuda_header=_SORT_CUDA_HEADER, cuda_src=_SORT_CUDA_SRC)
+                    **LEXSORT_CODE.kwargs())
     return order[:k] if k < n else order
-
-
-# Grouping by class with index order kept (soft-NMS visits a class in index order):
-# a stable counting sort on the CPU, a stable radix sort on the GPU.
-_GROUP_CPU_SRC = r"""
-const int n = in0_shape0;
-const int* cls = in0_p;
-int lo = n ? cls[0] : 0, hi = lo;
-for (int i = 0; i < n; i++) { lo = cls[i] < lo ? cls[i] : lo; hi = cls[i] > hi ? cls[i] : hi; }
-if ((long)hi - lo > 4L * n + 1024) {  // sparse ids: comparison sort
-    std::iota(out0_p, out0_p + n, 0);
-    std::stable_sort(out0_p, out0_p + n, [&](int a, int b) { return cls[a] < cls[b]; });
-} else {  // counting sort
-    std::vector<int> start((size_t)(hi - lo) + 2, 0);
-    for (int i = 0; i < n; i++) start[cls[i] - lo + 1]++;
-    for (size_t c = 0; c + 1 < start.size(); c++) start[c + 1] += start[c];
-    for (int i = 0; i < n; i++) out0_p[start[cls[i] - lo]++] = i;
-}
-"""
-_GROUP_CUDA_SRC = r"""
-const int n = in0_shape0;
-cudaMemcpyAsync(out1_p, in0_p, sizeof(int) * n, cudaMemcpyDeviceToDevice);
-thrust::sequence(thrust::device, out0_p, out0_p + n);
-thrust::stable_sort_by_key(thrust::device, out1_p, out1_p + n, out0_p);
-"""
 
 
 def _group_by_class(class_ids: jt.Var) -> jt.Var:
     """``(N,)`` int32 permutation grouping equal class ids (ascending), index order within a class."""
     n = class_ids.shape[0]
-    order, _ = jt.code([(n,), (n,)], ["int32", "int32"], [class_ids.int32()],
-                       cpu_header="#include <vector>\n#include <numeric>\n#include <algorithm>\n",
-                       cpu_src=_GROUP_CPU_SRC,
-                       cuda_header="#include <thrust/sort.h>\n#include <thrust/sequence.h>\n"
-                                   "#include <thrust/execution_policy.h>\n",
-                       cuda_src=_GROUP_CUDA_SRC)
+    order, _ = jt.code([(n,), (n,)], ["int32", "int32"], [class_ids.int32()], **GROUP_CODE.kwargs())
     return order
 
 
-# ------------------------------------------------------------------------------------------
 # Kernel 2: per-segment NMS / soft-NMS.
 # in0 boxes (N,4), in1 scores (N,), in2 class id (N,) int32 (coordinate offset multiplier),
 # in3 max_coordinate + 1 (1,), in4 order (N,) int32: positions grouped by class; within a
 # class by descending score (hard NMS) or by index (soft-NMS, mmcv processes in index order).
 # out0 decayed score (N,), out1 rank in the class's processing order or -1 (dropped),
 # out2/out3 scratch (N,6) float / (N,) int.
-# ------------------------------------------------------------------------------------------
-_NMS_COMMON = r"""
-// Offset coordinate b + cls * (max + 1), rounded after the product as in PyTorch (no FMA).
-__HD__ inline float offset_coord(float b, int cls, float mc1) {{
-#ifdef __CUDA_ARCH__
-    return __fadd_rn(b, __fmul_rn((float)cls, mc1));
-#else
-    volatile float off = (float)cls * mc1;
-    return b + off;
-#endif
-}}
-
-__HD__ inline float box_iou(const float* a, const float* b) {{  // a, b: x1 y1 x2 y2 area
-    const float w = fmaxf(0.f, fminf(a[2], b[2]) - fmaxf(a[0], b[0]) + {offset});
-    const float h = fmaxf(0.f, fminf(a[3], b[3]) - fmaxf(a[1], b[1]) + {offset});
-    const float inter = w * h;
-    const float uni = a[4] + b[4] - inter;
-    return uni > 0.f ? inter / uni : 0.f;
-}}
-
-// Process positions [s, e) of `order` (one class). W: (N,6) scratch rows x1 y1 x2 y2 area score.
-__HD__ inline void segment_nms(int s, int e, const float* boxes, const float* scores, const int* cls,
-                               float mc1, const int* order, float* new_score, int* rank, float* W, int* ID) {{
-    for (int p = s; p < e; p++) {{
-        const int j = order[p];
-        float* w = W + 6 * p;
-        for (int k = 0; k < 4; k++) w[k] = offset_coord(boxes[4 * j + k], cls[j], mc1);
-        w[4] = (w[2] - w[0] + {offset}) * (w[3] - w[1] + {offset});
-        w[5] = scores[j];
-        ID[p] = j;
-        rank[j] = -1;
-    }}
-    if ({method} == 3) {{  // hard NMS; positions are sorted by descending score
-        int r = 0;
-        for (int i = s; i < e; i++) {{
-            if (ID[i] < 0) continue;
-            new_score[ID[i]] = W[6 * i + 5];
-            rank[ID[i]] = r++;
-            for (int p = i + 1; p < e; p++)
-                if (ID[p] >= 0 && box_iou(W + 6 * i, W + 6 * p) > {iou_threshold}) ID[p] = -1;
-        }}
-        return;
-    }}
-    // soft-NMS: mmcv softnms_cpu on positions [s, end). The next box to select is the first
-    // maximum of the remaining scores; it is tracked during the decay pass, whose visiting
-    // order is the final position order (a dropped box is replaced by the last one, re-visited).
-    int end = e, best = s;
-    for (int p = s + 1; p < end; p++) if (W[6 * best + 5] < W[6 * p + 5]) best = p;
-    for (int i = s; i < end; i++) {{
-        for (int k = 0; k < 6; k++) {{ float t = W[6 * i + k]; W[6 * i + k] = W[6 * best + k]; W[6 * best + k] = t; }}
-        int t = ID[i]; ID[i] = ID[best]; ID[best] = t;
-        new_score[ID[i]] = W[6 * i + 5];
-        rank[ID[i]] = i - s;
-        best = i + 1;
-        for (int p = i + 1; p < end; p++) {{
-            const float ovr = box_iou(W + 6 * i, W + 6 * p);
-            float weight = 1.f;
-            if ({method} == 0) {{ if (ovr >= {iou_threshold}) weight = 0.f; }}
-            else if ({method} == 1) {{ if (ovr >= {iou_threshold}) weight = 1.f - ovr; }}
-            else if (ovr != 0.f) weight = expf(-(ovr * ovr) / {sigma});
-            W[6 * p + 5] *= weight;
-            if (W[6 * p + 5] < {min_score}) {{  // drop: move the last box here and re-visit p
-                end--;
-                for (int k = 0; k < 6; k++) W[6 * p + k] = W[6 * end + k];
-                ID[p] = ID[end];
-                p--;
-            }} else if (W[6 * best + 5] < W[6 * p + 5]) {{
-                best = p;
-            }}
-        }}
-    }}
-}}
-
-__HD__ inline bool segment_start(int p, const int* order, const int* cls) {{
-    return p == 0 || cls[order[p]] != cls[order[p - 1]];
-}}
-"""
-
-_NMS_CPU_SRC = r"""
-const int n = in0_shape0;
-for (int s = 0; s < n;) {
-    int e = s + 1;
-    while (e < n && !segment_start(e, in4_p, in2_p)) e++;
-    segment_nms(s, e, in0_p, in1_p, in2_p, in3_p[0], in4_p, out0_p, out1_p, out2_p, out3_p);
-    s = e;
-}
-"""
-
-_NMS_CUDA_KERNEL = r"""
-__global__ void segment_nms_kernel(@ARGS_DEF) {
-    @PRECALC
-    const int n = in0_shape0;
-    const int s = blockIdx.x * blockDim.x + threadIdx.x;
-    if (s >= n || !segment_start(s, in4_p, in2_p)) return;
-    int e = s + 1;
-    while (e < n && !segment_start(e, in4_p, in2_p)) e++;
-    segment_nms(s, e, in0_p, in1_p, in2_p, in3_p[0], in4_p, out0_p, out1_p, out2_p, out3_p);
-}
-"""
-
-_NMS_CUDA_SRC = r"""
-const int n = in0_shape0;
-segment_nms_kernel<<<(n + 127) / 128, 128>>>(@ARGS);
-"""
+_NMS_CALL = "unidet::segment_nms_%s(in0_shape0, in0_p, in1_p, in2_p, in3_p, in4_p, out0_p, out1_p, out2_p, out3_p);"
 
 
 def _c_float(x: float) -> str:
     return f"((float){float(x)!r})"
 
 
+def nms_kernel_code(method: str, iou_threshold: float, sigma: float = 0.5, min_score: float = 1e-3,
+                    offset: int = 0) -> kernel_source.KernelCode:
+    """``jt.code`` sources of the per-class NMS kernel with these (static) settings."""
+    macros = {"NMS_METHOD": _METHODS[method], "NMS_IOU_THRESHOLD": _c_float(iou_threshold),
+              "NMS_SIGMA": _c_float(sigma), "NMS_MIN_SCORE": _c_float(min_score), "NMS_OFFSET": f"{int(offset)}.f"}
+    return kernel_source.KernelCode(kernel_source.header(_NMS_CPU_SOURCE, macros), _NMS_CALL % "cpu",
+                                    kernel_source.header(_NMS_CUDA_SOURCE, macros), _NMS_CALL % "cuda")
+
+
 def _segment_nms(boxes, scores, class_ids, mc1, order, method: str, iou_threshold: float, sigma: float = 0.5,
                  min_score: float = 1e-3, offset: int = 0):
     """Run the NMS kernel; returns ``(new_scores (N,), rank (N,))``, rank -1 = dropped."""
-    common = _NMS_COMMON.format(method=_METHODS[method], iou_threshold=_c_float(iou_threshold),
-                                sigma=_c_float(sigma), min_score=_c_float(min_score), offset=f"{int(offset)}.f")
+    code = nms_kernel_code(method, iou_threshold, sigma, min_score, offset)
     n = boxes.shape[0]
     new_scores, rank, _, _ = jt.code(
         [(n,), (n,), (n, 6), (n,)], ["float32", "int32", "float32", "int32"],
-        [boxes, scores, class_ids, mc1, order],
-        cpu_header="#include <cmath>\n#include <algorithm>\n#define __HD__\n" + common, cpu_src=_NMS_CPU_SRC,
-        cuda_header="#define __HD__ __host__ __device__\n" + common + _NMS_CUDA_KERNEL, cuda_src=_NMS_CUDA_SRC)
+        [boxes, scores, class_ids, mc1, order], **code.kwargs())
     return new_scores, rank
 
 

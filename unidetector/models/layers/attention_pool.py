@@ -4,7 +4,7 @@ from __future__ import annotations
 import jittor as jt
 from jittor import nn
 
-from .bmm import bmm
+from ...ops.bmm import bmm
 
 
 class AttentionPool2d(nn.Module):

@@ -4,7 +4,8 @@ Jittor hands every CPU convolution to oneDNN in NCHW, and oneDNN computes in NHW
 call reorders its input and its output: at full width (stage-2 inference, CLIP RN50) those
 reorders were ~20 % of the time. Under ``jt.no_grad()`` on the CPU, the CLIP backbone and the
 RoI layer4 keep their activations channels-last from their first convolution to their last,
-with the same oneDNN convolution primitives (the same results, without the reorders).
+with the same oneDNN convolution primitives (:func:`unidetector.ops.conv_nhwc.conv2d_nhwc`: the
+same results, without the reorders).
 
 ``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``,
 ``nn.BatchNorm`` (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride,
@@ -18,6 +19,7 @@ import os
 import jittor as jt
 from jittor import nn
 
+from ...ops.conv_nhwc import available as onednn_available, conv2d_nhwc
 from .pooling import block_mean, pool_is_blockwise
 
 #: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
@@ -27,7 +29,7 @@ ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
 def enabled(module: nn.Module) -> bool:
     """True for inference of ``module`` on the CPU (eval mode, no gradients) with oneDNN ops."""
     return (ENABLED and bool(jt.flags.no_grad) and not jt.flags.use_cuda and not module.is_training()
-            and getattr(jt.compile_extern, "mkl_ops", None) is not None)
+            and onednn_available())
 
 
 def to_nhwc(x: jt.Var) -> jt.Var:
@@ -43,10 +45,8 @@ def to_nchw(x: jt.Var) -> jt.Var:
 def apply(module: nn.Module, x: jt.Var) -> jt.Var:
     """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C')."""
     if isinstance(module, nn.Conv2d):
-        (sh, sw), (ph, pw), (dh, dw) = module.stride, module.padding, module.dilation
-        y = jt.compile_extern.mkl_ops.mkl_conv(x, module.weight, sh, sw, ph, pw, dh, dw, module.groups,
-                                               "acdb", "oihw", "acdb")
-        return y if module.bias is None else y + module.bias
+        return conv2d_nhwc(x, module.weight, module.bias, module.stride, module.padding, module.dilation,
+                           module.groups)
     if isinstance(module, nn.BatchNorm):
         scale = module.weight / jt.sqrt(module.running_var + module.eps)
         return x * scale + (module.bias - module.running_mean * scale)

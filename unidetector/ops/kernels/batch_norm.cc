@@ -1,0 +1,66 @@
+// Batch-statistics BatchNorm of (N, C, H, W) float32 on the CPU: the jt.code kernels of
+// unidetector/ops/batch_norm.py. Per channel c, with M = N*H*W:
+//   mean = sum x / M,  var = sum x^2 / M - mean^2                (biased, as Jittor's nn.BatchNorm)
+//   y    = gamma (x - mean) / sqrt(var + eps) + beta
+//   dgamma = sum dy * xhat,  dbeta = sum dy                      (xhat = (x - mean) / sqrt(var + eps))
+//   dx   = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M)
+// One loop per channel (OpenMP over channels), two passes over the data, double accumulators.
+#ifndef BATCH_NORM_EPS  // set by batch_norm.py; this default serves editors and the syntax check
+#define BATCH_NORM_EPS 1e-05
+#endif
+
+#include <cmath>
+#include <cstddef>
+
+namespace unidet {
+
+// x: (N, C, HW); gamma, beta: (C,)  ->  y: (N, C, HW); mean, var: (C,) batch statistics.
+inline void batch_norm_forward_cpu(const float* x, const float* gamma, const float* beta, int N, int C, size_t HW,
+                                   float* y, float* mean_out, float* var_out) {
+    const double M = (double)N * HW;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double s = 0, ss = 0;
+        for (int n = 0; n < N; n++) {
+            const float* xc = x + ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) { const double v = xc[i]; s += v; ss += v * v; }
+        }
+        const double mean = s / M, var = ss / M - mean * mean > 0 ? ss / M - mean * mean : 0;
+        const double scale = gamma[c] / sqrt(var + BATCH_NORM_EPS), shift = beta[c] - mean * scale;
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) y[off + i] = (float)(x[off + i] * scale + shift);
+        }
+        mean_out[c] = (float)mean;
+        var_out[c] = (float)var;
+    }
+}
+
+// x, dy: (N, C, HW); mean, var, gamma: (C,)  ->  dx: (N, C, HW); dgamma, dbeta: (C,).
+// dx = k1 dy + k2 x + k3 with per-channel k1 = gamma / sigma, k2 = -gamma dgamma / (sigma^2 M),
+// k3 = -gamma dbeta / (sigma M) - k2 mean.
+inline void batch_norm_backward_cpu(const float* x, const float* dy, const float* mean_in, const float* var_in,
+                                    const float* gamma_in, int N, int C, size_t HW,
+                                    float* dx, float* dgamma_out, float* dbeta_out) {
+    const double M = (double)N * HW;
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) { const double g = dy[off + i]; sdy += g; sdyx += g * x[off + i]; }
+        }
+        const double mean = mean_in[c], inv_std = 1.0 / sqrt((double)var_in[c] + BATCH_NORM_EPS), gamma = gamma_in[c];
+        const double dgamma = inv_std * (sdyx - mean * sdy);
+        const double k1 = gamma * inv_std, k2 = -gamma * inv_std * inv_std * dgamma / M;
+        const double k3 = -gamma * inv_std * sdy / M - k2 * mean;
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) dx[off + i] = (float)(k1 * dy[off + i] + k2 * x[off + i] + k3);
+        }
+        dgamma_out[c] = (float)dgamma;
+        dbeta_out[c] = (float)sdy;
+    }
+}
+
+}  // namespace unidet

@@ -7,15 +7,24 @@
 
 namespace unidet {
 
+// Output element idx = ((n * C + c) * PH + ph) * PW + pw: channel c, bin (ph, pw), geometry of RoI n.
+__device__ inline RoIGeom element_geom(long idx, int C, const RoIAlignLevels& lv, const float* rois, const int* levels,
+                                       int& c, int& ph, int& pw) {
+    pw = idx % ROI_ALIGN_PW;
+    ph = (idx / ROI_ALIGN_PW) % ROI_ALIGN_PH;
+    c = (idx / (ROI_ALIGN_PW * ROI_ALIGN_PH)) % C;
+    const int n = idx / ((long)ROI_ALIGN_PW * ROI_ALIGN_PH * C);
+    const int l = levels[n];
+    return roi_geom(rois + n * 5, l, lv.H[l], lv.W[l], lv.scale[l]);
+}
+
 __global__ void roi_align_fwd_kernel(RoIAlignLevels lv, const float* rois, const int* levels, int K, int C,
                                      float* out) {
     const long total = (long)K * C * ROI_ALIGN_PH * ROI_ALIGN_PW;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)blockDim.x * gridDim.x) {
-        const int pw = idx % ROI_ALIGN_PW, ph = (idx / ROI_ALIGN_PW) % ROI_ALIGN_PH;
-        const int c = (idx / (ROI_ALIGN_PW * ROI_ALIGN_PH)) % C, n = idx / ((long)ROI_ALIGN_PW * ROI_ALIGN_PH * C);
-        const int l = levels[n];
-        const RoIGeom g = roi_geom(rois + n * 5, l, lv.H[l], lv.W[l], lv.scale[l]);
-        const float* plane = lv.feats[l] + ((size_t)g.b * C + c) * g.H * g.W;
+        int c, ph, pw;
+        const RoIGeom g = element_geom(idx, C, lv, rois, levels, c, ph, pw);
+        const float* plane = lv.feats[g.level] + ((size_t)g.b * C + c) * g.H * g.W;
         float acc = 0.f;
         for (int iy = 0; iy < g.grid_h; iy++) for (int ix = 0; ix < g.grid_w; ix++) {
             const Sample s = sample_at(g, ph, pw, iy, ix);
@@ -29,11 +38,9 @@ __global__ void roi_align_bwd_kernel(RoIAlignLevels lv, RoIAlignGrads grads, con
                                      const float* grad_out, int K, int C) {
     const long total = (long)K * C * ROI_ALIGN_PH * ROI_ALIGN_PW;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)blockDim.x * gridDim.x) {
-        const int pw = idx % ROI_ALIGN_PW, ph = (idx / ROI_ALIGN_PW) % ROI_ALIGN_PH;
-        const int c = (idx / (ROI_ALIGN_PW * ROI_ALIGN_PH)) % C, n = idx / ((long)ROI_ALIGN_PW * ROI_ALIGN_PH * C);
-        const int l = levels[n];
-        const RoIGeom g = roi_geom(rois + n * 5, l, lv.H[l], lv.W[l], lv.scale[l]);
-        float* plane = grads.grad[l] + ((size_t)g.b * C + c) * g.H * g.W;
+        int c, ph, pw;
+        const RoIGeom g = element_geom(idx, C, lv, rois, levels, c, ph, pw);
+        float* plane = grads.grad[g.level] + ((size_t)g.b * C + c) * g.H * g.W;
         const float gb = grad_out[idx];
         for (int iy = 0; iy < g.grid_h; iy++) for (int ix = 0; ix < g.grid_w; ix++) {
             const Sample s = sample_at(g, ph, pw, iy, ix);

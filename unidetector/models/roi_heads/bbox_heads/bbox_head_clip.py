@@ -23,6 +23,14 @@ Sizes that the official classes hard-code (``AttentionPool2d(7, 2048, 32, 1024)`
 ``num_heads = in_channels // 64``, spatial size ``roi_feat_size``, output dim = the text-embedding
 dimension ``D``; ``fc_reg`` in_features = ``D``. Give ``attnpool=dict(...)`` to override.
 
+**Inference builds** (:func:`without_data_files`): the data files a head reads at construction
+(``zeroshot_path`` text embeddings and ``cat_freq_path`` image counts of the *training* vocabularies,
+the calibration ``resultfile``) are not needed to run a trained model on another vocabulary or to
+check a checkpoint's shapes: inside ``with without_data_files(embed_dim=D):`` the heads use zero
+placeholder embeddings (``num_classes`` rows, dimension ``attnpool['output_dim']`` or ``D``), read no
+file, and their ``zs_weights*`` are replaced at scoring time (``unidet detect``) or never used
+(``unidet convert``'s shape check).
+
 Official kwargs accepted for config compatibility and unused (as in the official code):
 ``with_avg_pool`` (the pool module is never called), ``with_cls`` (there is no ``fc_cls``),
 ``reg_predictor_cfg``/``cls_predictor_cfg`` (plain linear), and the *type* of ``loss_cls`` (the loss
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 
 import jittor as jt
 import numpy as np
@@ -46,7 +55,7 @@ from ...losses import CrossEntropyLoss, accuracy
 from ....text.embeddings import EmbeddingFileError, load_embeddings
 
 __all__ = ["BBoxHeadCLIP", "BBoxHeadCLIPInference", "CLIPBBoxHeadBase", "UniformNegativeClassSampler",
-           "load_text_embeddings", "load_image_counts"]
+           "head_embeddings", "load_text_embeddings", "load_image_counts", "without_data_files"]
 
 LOGIT_SCALE = 100.0  # 1 / τ with τ = 0.01 (official, not learnable)
 
@@ -75,6 +84,41 @@ def load_text_embeddings(path, num_classes: int | None = None, dim: int | None =
     return emb
 
 
+#: RN50's text-embedding dimension: the placeholder dimension of :func:`without_data_files` when nothing
+#: else fixes it.
+DEFAULT_EMBED_DIM = 1024
+_NO_DATA_FILES = []  # stack of embed_dim hints (None = unknown) while heads are built without data files
+
+
+@contextmanager
+def without_data_files(embed_dim: int | None = None):
+    """Build CLIP box heads without reading their data files (module doc, "Inference builds").
+
+    ``embed_dim``: the text-embedding dimension ``D`` of the weights to load (e.g. the checkpoint's
+    ``fc_reg.weight.shape[1]``), used when the config's ``attnpool`` does not fix it; default 1024 (RN50).
+    """
+    _NO_DATA_FILES.append(None if embed_dim is None else int(embed_dim))
+    try:
+        yield
+    finally:
+        _NO_DATA_FILES.pop()
+
+
+def data_files_skipped() -> bool:
+    """True inside :func:`without_data_files`."""
+    return bool(_NO_DATA_FILES)
+
+
+def head_embeddings(path, num_classes: int | None, attnpool: dict | None, head: str) -> np.ndarray:
+    """``(C, D)`` embeddings a head is built with: :func:`load_text_embeddings` of ``path``, or, inside
+    :func:`without_data_files`, zeros of ``num_classes`` rows (1 when unknown) and dimension
+    ``attnpool['output_dim']``, else the context's ``embed_dim``, else :data:`DEFAULT_EMBED_DIM`."""
+    if not data_files_skipped():
+        return load_text_embeddings(path, num_classes, embedding_dim(attnpool), head)
+    dim = embedding_dim(attnpool) or _NO_DATA_FILES[-1] or DEFAULT_EMBED_DIM
+    return np.zeros((int(num_classes or 1), int(dim)), np.float32)
+
+
 def embedding_dim(attnpool: dict | None):
     """The text-embedding dimension a head config fixes (``attnpool['output_dim']``), else None."""
     return (attnpool or {}).get("output_dim")
@@ -93,7 +137,7 @@ def classifier_weights(emb: np.ndarray) -> jt.Var:
 
 def load_image_counts(cat_freq_path) -> np.ndarray | None:
     """``(C,)`` ``image_count`` of a cat-info json (``scripts/get_cat_info.py``) sorted by category id."""
-    if cat_freq_path is None:
+    if cat_freq_path is None or data_files_skipped():
         return None
     with open(cat_freq_path, encoding="utf-8") as f:
         cats = json.load(f)
@@ -283,7 +327,7 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
             raise ValueError(f"{type(self).__name__}: zeroshot_path (the .npy text embeddings) is required")
         if not with_reg:
             raise ValueError(f"{type(self).__name__}: with_reg=False is not supported")
-        emb = load_text_embeddings(zeroshot_path, num_classes, embedding_dim(attnpool), type(self).__name__)
+        emb = head_embeddings(zeroshot_path, num_classes, attnpool, type(self).__name__)
         super().__init__(roi_feat_size, in_channels, num_classes, emb.shape[1], bbox_coder, reg_class_agnostic,
                          reg_decoded_bbox, loss_bbox, attnpool)
         self.zs_weights = classifier_weights(emb)
@@ -346,7 +390,7 @@ class BBoxHeadCLIPInference(BBoxHeadCLIP):
         self.withcalibration = bool(withcalibration)
         self.gamma = float(gamma)
         self._calibration = None  # (C,) float32 w / mean(w), not a state-dict entry
-        if self.withcalibration:
+        if self.withcalibration and not data_files_skipped():  # the prior is data, not weights
             from ....calibration import calibration_weights, load_prior
 
             if resultfile is None:

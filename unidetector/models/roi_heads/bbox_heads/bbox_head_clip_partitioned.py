@@ -25,8 +25,9 @@ from ....ops.boxes import as_var
 from ....registry import MODELS
 from ...losses import accuracy
 from ....text.embeddings import EmbeddingFileError
-from .bbox_head_clip import (CLIPBBoxHeadBase, UniformNegativeClassSampler, classifier_weights, embedding_dim,
-                             embedding_source, load_image_counts, load_text_embeddings)
+from .bbox_head_clip import (CLIPBBoxHeadBase, UniformNegativeClassSampler, classifier_weights, data_files_skipped,
+                             embedding_dim, embedding_source, head_embeddings, load_image_counts,
+                             load_text_embeddings)
 
 __all__ = ["BBoxHeadCLIPPartitioned"]
 
@@ -61,8 +62,11 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
                              f"{len(cat_freq_path)} cat_freq_path entries")
         if not with_reg:
             raise ValueError("BBoxHeadCLIPPartitioned: with_reg=False is not supported")
-        embs = [load_text_embeddings(p, None, embedding_dim(attnpool), "BBoxHeadCLIPPartitioned")
-                for p in zeroshot_path]
+        if data_files_skipped():  # inference build: placeholders of the largest vocabulary, no file read
+            embs = [head_embeddings(p, num_classes, attnpool, "BBoxHeadCLIPPartitioned") for p in zeroshot_path]
+        else:
+            embs = [load_text_embeddings(p, None, embedding_dim(attnpool), "BBoxHeadCLIPPartitioned")
+                    for p in zeroshot_path]
         dims = {e.shape[1] for e in embs}
         if len(dims) != 1:
             per_file = ", ".join(f"{embedding_source(p)}: {e.shape[1]}" for p, e in zip(zeroshot_path, embs))

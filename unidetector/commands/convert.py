@@ -7,9 +7,15 @@ Formats (auto-detected):
   mmdet               RegionCLIP / official UniDetector mmdet checkpoints (names kept).
   torchvision-resnet  torchvision ImageNet ResNet-50 -> backbone.* (stage 1; fc dropped).
 
-The report lists loaded / missing / unexpected keys and shape mismatches against our modules
-(the whole detector with --config, else the parts the weights are meant for). A shape mismatch
-is an error (exit 1), except for zs_weights* text-embedding buffers.
+The report says what the checkpoint is (stage-1, stage-2, end-to-end, CLIP initialisation, backbone)
+and lists loaded / missing / unexpected keys and shape mismatches against our modules: the whole
+detector of --config, else of the config stored in the checkpoint (meta['config'] of mmdet/mmcv
+checkpoints), else the parts the weights are meant for. The model is built without its training-time
+files (zeroshot_path embeddings, cat-info json). A shape mismatch is an error (exit 1), except for
+zs_weights* text-embedding buffers.
+
+The output keeps the checkpoint's meta (its config text and CLASSES included; --config replaces the
+config), so `unidet detect --checkpoint OUT.pkl` needs no --config. Optimizer state is dropped.
 """
 from __future__ import annotations
 
@@ -27,18 +33,27 @@ def add_arguments(parser):
     parser.add_argument("--keep-fp16", action="store_true", help="store float16 weights as float16 (default float32)")
 
 
-def _reference_module(fmt: str, sd: dict, config: str | None):
-    """A Jittor module whose state dict the converted keys should match, and the key prefixes it covers."""
+def _embed_dim(sd: dict):
+    """The text-embedding dimension ``D`` of detector weights (``fc_reg`` input, attention-pool output)."""
+    for key, axis in (("roi_head.bbox_head.fc_reg.weight", 1), ("roi_head.bbox_head.attnpool.c_proj.weight", 0)):
+        if key in sd:
+            return int(sd[key].shape[axis])
+    return None
+
+
+def _reference_module(fmt: str, sd: dict, cfg, source: str = "<config>"):
+    """A Jittor module whose state dict the converted keys should match, and the key prefixes it covers:
+    the detector of ``cfg`` (built without data files) when given, else the parts of the format."""
     from jittor import nn
 
     from ..registry import MODELS, build
 
-    if config:
+    if cfg is not None:
         import unidetector.models  # noqa: F401  (registers the model types)
-        from ..config import load_config
+        from ..models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
 
-        cfg = load_config(config)
-        return build(cfg.model, MODELS, key_path="model", filename=config), ("",)
+        with without_data_files(_embed_dim(sd)):
+            return build(cfg.model, MODELS, key_path="model", filename=source), ("",)
 
     class Parts(nn.Module):
         pass
@@ -89,15 +104,28 @@ def _check(title: str, module, prefixes, sd) -> bool:
     return not report.mismatched
 
 
+def _config(args, meta):
+    """``(cfg, source)`` to check the weights against: ``--config``, else the checkpoint's stored config,
+    else ``(None, None)``."""
+    from ..config import load_config
+    from ..convert.checkpoints import stored_config
+
+    if args.config:
+        return load_config(args.config), args.config
+    cfg = stored_config(meta, args.input)
+    return (cfg, "the config stored in the checkpoint (meta['config'])") if cfg is not None else (None, None)
+
+
 def run(args) -> int:
     from pathlib import Path
 
     import unidetector  # noqa: F401  (runtime bootstrap before jittor)
-    from ..convert import cast_floats, detect_format, read_checkpoint, save_checkpoint, split_openai_clip
+    from ..convert import cast_floats, detect_format, save_checkpoint, split_openai_clip
     from ..convert import torchvision_resnet_to_mmdet
-    from ..convert.checkpoints import text_sizes
+    from ..convert.checkpoints import (CheckpointFileError, checkpoint_kind_message, describe_checkpoint,
+                                       read_checkpoint_and_meta, text_sizes)
 
-    sd = read_checkpoint(args.input)
+    sd, meta = read_checkpoint_and_meta(args.input)
     fmt = detect_format(sd) if args.format == "auto" else args.format
     dtype = None if args.keep_fp16 else "float32"
     text = None
@@ -107,9 +135,21 @@ def run(args) -> int:
         sd = torchvision_resnet_to_mmdet(sd)
     sd = cast_floats(sd, dtype)
     print(f"{args.input}: format {fmt}, {len(sd)} detector keys")
-    module, prefixes = _reference_module(fmt, sd, args.config)
+    kind = describe_checkpoint(args.input, sd)
+    if kind:
+        print(f"  {kind}")
+    cfg, source = _config(args, meta)
+    if cfg is not None:
+        mismatch = checkpoint_kind_message(args.input, sd, cfg.model)
+        if mismatch:
+            raise CheckpointFileError(f"{mismatch} (the model of {source})")
+        print(f"  checked against the whole model of {source}")
+    module, prefixes = _reference_module(fmt, sd, cfg, source or "<config>")
     ok = _check("detector weights", module, prefixes, sd)
-    meta = {"source": str(args.input), "format": fmt}
+    out_meta = dict(meta)
+    if args.config:
+        out_meta["config"] = cfg.pretty_text
+    out_meta.update(source=str(args.input), format=fmt)
     outputs = [args.output]
     if text is not None:
         from ..text.clip_text import CLIPTextEncoder
@@ -121,8 +161,12 @@ def run(args) -> int:
     if not ok:
         print("ERROR: shape mismatches (see above); nothing written")
         return 1
-    save_checkpoint(args.output, sd, meta)
+    save_checkpoint(args.output, sd, out_meta)
     if text is not None:
-        save_checkpoint(text_out, text, dict(meta, part="text"))
+        save_checkpoint(text_out, text, dict(out_meta, part="text"))
+    if fmt == "mmdet":
+        kept = [k for k in ("config", "CLASSES", "text_encoder") if out_meta.get(k)]
+        print("meta kept: " + (", ".join(kept) if kept else "none (the checkpoint carries no config: `unidet "
+                                                            "detect` will need --config)"))
     print("wrote " + ", ".join(outputs))
     return 0

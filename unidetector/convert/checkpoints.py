@@ -48,60 +48,235 @@ def read_pickle(path, what: str = "checkpoint"):
 
 def read_checkpoint(path) -> "OrderedDict[str, np.ndarray]":
     """The state dict stored in ``path`` (any supported format), arrays as stored (fp16 kept)."""
+    return read_checkpoint_and_meta(path)[0]
+
+
+def read_checkpoint_and_meta(path) -> tuple:
+    """``(state_dict, meta)`` of ``path`` (any supported format): the arrays as stored (fp16 kept) and
+    the checkpoint's ``meta`` as plain values (:func:`plain_meta`; ``{}`` for files without one, e.g.
+    OpenAI's ``RN50.pt``). mmdet/mmcv checkpoints keep ``meta['config']`` (the config text) and
+    ``meta['CLASSES']`` there; this project's ``.pkl`` files too."""
     path = Path(path)
     if path.suffix == ".pkl":
         obj = read_pickle(path)
         try:
-            return find_state_dict(_to_numpy(obj))
+            sd = find_state_dict(_to_numpy(obj))
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointFileError(f"{path}: no state dict in this file ({e})") from None
+        return sd, plain_meta(obj.get("meta") if isinstance(obj, dict) else None)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return find_state_dict(load_torch_file(path))
+        obj = load_torch_file(path)
+        sd = find_state_dict(obj)
     except (UnidetError, OSError):
         raise
     except Exception as e:  # noqa: BLE001 - a truncated zip or pickle: name the file
         raise CheckpointFileError(f"{path}: not a readable PyTorch checkpoint ({path.stat().st_size} bytes; "
                                   f"{type(e).__name__}: {e})") from None
+    return sd, plain_meta(obj.get("meta") if isinstance(obj, dict) else None)
 
 
-def checkpoint_stage(state_dict: dict) -> int | None:
-    """1 for a proposal network (RPN head), 2 for a CLIP RoI classifier, None when unknown."""
-    if any(k.startswith("rpn_head.") for k in state_dict):
-        return 1
-    if any(k.startswith("roi_head.bbox_head.attnpool.") for k in state_dict):
-        return 2
+def plain_meta(meta) -> dict:
+    """The entries of a checkpoint ``meta`` that are plain data (str, numbers, bools, None and lists or
+    dicts of them; tuples become lists, e.g. mmdet's ``CLASSES``). Anything else (objects of mmcv or
+    other libraries, read as inert stubs) is dropped, so the meta can be saved again without them."""
+    def plain(v):
+        if v is None or isinstance(v, (str, bool, int, float)):
+            return True, v
+        if isinstance(v, (list, tuple)):
+            items = [plain(x) for x in v]
+            return all(ok for ok, _ in items), [x for _, x in items]
+        if isinstance(v, dict):
+            items = {k: plain(x) for k, x in v.items()}
+            return all(isinstance(k, str) and ok for k, (ok, _) in items.items()), \
+                {k: x for k, (_, x) in items.items()}
+        return False, None
+
+    out = {}
+    for key, value in (meta.items() if isinstance(meta, dict) else ()):
+        ok, value = plain(value)
+        if ok and isinstance(key, str):
+            out[key] = value
+    return out
+
+
+class StoredConfigError(CheckpointFileError):
+    """The config text stored in a checkpoint's meta cannot be read as plain data."""
+
+
+_CONFIG_CALLS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "range": range, "float": float, "int": int}
+
+
+def _literal(node, where: str):
+    """The value of a config expression made of literals, ``dict(...)``/``list``/``tuple``/``range``/
+    ``float``/``int`` calls and ``+``/``-`` on numbers; anything else raises :class:`StoredConfigError`."""
+    import ast
+
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_literal(e, where) for e in node.elts]
+        return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, where): _literal(v, where) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand, where)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CONFIG_CALLS \
+            and all(k.arg is not None for k in node.keywords):
+        args = [_literal(a, where) for a in node.args]
+        kwargs = {k.arg: _literal(k.value, where) for k in node.keywords}
+        return _CONFIG_CALLS[node.func.id](*args, **kwargs)
+    raise StoredConfigError(f"{where}, line {getattr(node, 'lineno', '?')}: not plain data "
+                            f"({ast.unparse(node)[:60]!r}); pass the config file explicitly (--config FILE)")
+
+
+def config_from_text(text: str, where: str):
+    """An mmengine ``Config`` from config text as mmdet/mmcv store it in checkpoints (``cfg.pretty_text``:
+    ``name = value`` lines of plain data). The text is parsed, never executed: a checkpoint from the
+    internet runs no code here, as with :func:`load_torch_file`. ``where`` names the source in errors."""
+    import ast
+
+    from mmengine.config import Config
+
+    try:
+        tree = ast.parse(text, filename=where)
+    except SyntaxError as e:
+        raise StoredConfigError(f"{where}, line {e.lineno}: the stored config text is not valid Python ({e.msg}); "
+                                "pass the config file explicitly (--config FILE)") from None
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue  # a docstring
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise StoredConfigError(f"{where}, line {node.lineno}: not a 'name = value' line; pass the config "
+                                    "file explicitly (--config FILE)")
+        values[node.targets[0].id] = _literal(node.value, where)
+    try:
+        return Config(values)
+    except Exception as e:  # noqa: BLE001 - mmengine refuses some names/values: say which file
+        raise StoredConfigError(f"{where}: the stored config does not make a config ({type(e).__name__}: {e}); "
+                                "pass the config file explicitly (--config FILE)") from None
+
+
+def stored_config(meta: dict, path):
+    """The config stored in a checkpoint's ``meta['config']`` (:func:`config_from_text`), None without one."""
+    text = (meta or {}).get("config")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return config_from_text(text, f"{path} (meta['config'])")
+
+
+#: What each checkpoint kind is, in messages (:func:`checkpoint_kind`, :func:`config_kind`).
+KIND_NAMES = {
+    "stage1": "a stage-1 (proposal network) checkpoint",
+    "stage2": "a stage-2 (CLIP RoI classifier) checkpoint",
+    "end2end": "an end-to-end checkpoint (CLIP C4 backbone + RPNHead + CLIP RoI head)",
+    "clip_init": "a CLIP backbone initialisation (CLIP / RegionCLIP visual weights)",
+    "backbone": "a backbone initialisation",
+}
+#: What each kind of model is, in messages.
+MODEL_NAMES = {"stage1": "a stage-1 model (proposal network)", "stage2": "a stage-2 model (CLIP RoI classifier)",
+               "end2end": "an end-to-end model (RPNHead + CLIP RoI head)"}
+#: Why a checkpoint of each kind is what it is (the keys that say so).
+KIND_EVIDENCE = {
+    "stage1": "rpn_head weights, no roi_head.bbox_head.attnpool",
+    "stage2": "roi_head.bbox_head.attnpool and fc_reg weights, no rpn_head",
+    "end2end": "rpn_head and roi_head.bbox_head.attnpool weights",
+    "clip_init": "roi_head.bbox_head.attnpool weights but no box regression roi_head.bbox_head.fc_reg, no rpn_head",
+    "backbone": "only backbone.* weights",
+}
+#: Where a checkpoint of each kind is used.
+KIND_USE = {
+    "stage1": "it makes proposals (`unidet proposals`, `unidet detect --proposal-checkpoint`, a stage-1 config's "
+              "test or load_from)",
+    "stage2": "it classifies given proposals (`unidet detect --checkpoint` with --proposal-checkpoint or "
+              "--proposals, a stage-2 config's test or load_from)",
+    "end2end": "it detects on its own (`unidet detect --checkpoint`: proposals from its own RPN; `unidet test` "
+               "with its end-to-end config, e.g. the official clip_end2end_faster_rcnn_r50_c4_1x_lvis_v0.5.py)",
+    "clip_init": "it initialises stage-2 or end-to-end training (load_from=FILE allow_partial_load=True), it is "
+                 "not a trained detector",
+    "backbone": "it initialises a backbone for training (e.g. the torchvision ResNet-50 of stage 1), it is not a "
+                "trained detector",
+}
+
+
+def checkpoint_kind(state_dict: dict) -> str | None:
+    """``'stage1'`` (proposal network: an RPN head, no CLIP attention pool), ``'end2end'`` (RPN head and a
+    CLIP RoI head), ``'stage2'`` (CLIP RoI head with box regression, no RPN), ``'clip_init'`` (CLIP
+    visual weights: attention pool but no ``fc_reg``), ``'backbone'`` (only ``backbone.*``), None otherwise."""
+    keys = list(state_dict)
+    rpn = any(k.startswith("rpn_head.") for k in keys)
+    clip_head = any(k.startswith("roi_head.bbox_head.attnpool.") for k in keys)
+    if rpn:
+        return "end2end" if clip_head else "stage1"
+    if clip_head:
+        return "stage2" if any(k.startswith("roi_head.bbox_head.fc_reg.") for k in keys) else "clip_init"
+    if keys and all(k.startswith("backbone.") for k in keys):
+        return "backbone"
     return None
 
 
-def config_stage(model_cfg) -> int | None:
-    """1 for a proposal-network model config (an ``rpn_head``), 2 for a CLIP RoI classifier (a CLIP box
-    head, :data:`CLIP_BOX_HEADS`), None otherwise."""
+def config_kind(model_cfg) -> str | None:
+    """``'stage1'`` (an ``rpn_head``, no CLIP box head), ``'end2end'`` (an ``rpn_head`` and a CLIP box head,
+    :data:`CLIP_BOX_HEADS`), ``'stage2'`` (a CLIP box head, no RPN), None otherwise."""
     get = (lambda d, k: d.get(k) if hasattr(d, "get") else None)
-    if get(model_cfg, "rpn_head"):
-        return 1
     head = get(get(model_cfg, "roi_head") or {}, "bbox_head") or {}
-    return 2 if get(head, "type") in CLIP_BOX_HEADS else None
+    clip_head = get(head, "type") in CLIP_BOX_HEADS
+    if get(model_cfg, "rpn_head"):
+        return "end2end" if clip_head else "stage1"
+    return "stage2" if clip_head else None
+
+
+def checkpoint_stage(state_dict: dict) -> int | None:
+    """1 for a proposal network (RPN head, no CLIP RoI head), 2 for a CLIP RoI classifier without RPN
+    (trained, or a CLIP initialisation), None otherwise (end-to-end checkpoints included:
+    :func:`checkpoint_kind` tells them apart)."""
+    return {"stage1": 1, "stage2": 2, "clip_init": 2}.get(checkpoint_kind(state_dict))
+
+
+def config_stage(model_cfg) -> int | None:
+    """1 for a proposal-network model config (an ``rpn_head``, no CLIP box head), 2 for a CLIP RoI
+    classifier without RPN (a CLIP box head, :data:`CLIP_BOX_HEADS`), None otherwise (end-to-end
+    configs included: :func:`config_kind`)."""
+    return {"stage1": 1, "stage2": 2}.get(config_kind(model_cfg))
+
+
+def describe_checkpoint(path, state_dict: dict) -> str:
+    """``'<path> is <kind> (<evidence>): <use>'``; ``''`` when the kind is unknown."""
+    kind = checkpoint_kind(state_dict)
+    if kind is None:
+        return ""
+    return f"{path} is {KIND_NAMES[kind]} ({KIND_EVIDENCE[kind]}): {KIND_USE[kind]}"
 
 
 def checkpoint_kind_message(path, state_dict: dict, expected) -> str | None:
-    """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the stage the model needs (1 or
-    2) or its model config (:func:`config_stage`). None when the stages agree or either is unknown.
-    ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
-    if not isinstance(expected, int):
-        expected = config_stage(expected)
-    stage = checkpoint_stage(state_dict)
-    if expected is None or stage is None or stage == expected:
+    """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the kind of model asked for
+    (1 / ``'stage1'``, 2 / ``'stage2'``, ``'end2end'``) or its model config (:func:`config_kind`). None
+    when the kinds agree or either is unknown; initialisations fit the models they initialise
+    (``load_from``: ``backbone`` any, ``clip_init`` stage-2 and end-to-end ones). ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
+    if isinstance(expected, int):
+        expected = {1: "stage1", 2: "stage2"}.get(expected)
+    elif not isinstance(expected, str) and expected is not None:
+        expected = config_kind(expected)
+    kind = checkpoint_kind(state_dict)
+    if kind == "clip_init" and expected == "stage1":
+        kind = "stage2"  # CLIP weights for a ResNet + FPN proposal network: the stage-2 message says where they go
+    if expected is None or kind is None or kind == expected or kind in ("clip_init", "backbone"):
         return None
-    if stage == 1:
+    if kind == "stage1" and expected == "stage2":  # the most common mix-up: say exactly where it goes
         return (f"{path} is a stage-1 (proposal network) checkpoint (rpn_head weights), but a stage-2 model (CLIP "
                 "RoI classifier) is asked for: it makes proposals (`unidet proposals`, `unidet detect "
                 "--proposal-checkpoint`); give a stage-2 checkpoint (`unidet detect --checkpoint`, a stage-2 config's "
                 "test or load_from)")
-    return (f"{path} is a stage-2 (CLIP RoI classifier) checkpoint (roi_head.bbox_head.attnpool weights, no "
-            "rpn_head), but a stage-1 model (proposal network) is asked for: give a stage-1 checkpoint "
-            "(`unidet detect --proposal-checkpoint`, `unidet proposals`, a stage-1 config's test or load_from)")
+    if kind == "stage2" and expected == "stage1":
+        return (f"{path} is a stage-2 (CLIP RoI classifier) checkpoint (roi_head.bbox_head.attnpool weights, no "
+                "rpn_head), but a stage-1 model (proposal network) is asked for: give a stage-1 checkpoint "
+                "(`unidet detect --proposal-checkpoint`, `unidet proposals`, a stage-1 config's test or load_from)")
+    return (f"{path} is {KIND_NAMES[kind]} ({KIND_EVIDENCE[kind]}), but {MODEL_NAMES[expected]} is asked for: "
+            f"{KIND_USE[kind]}")
 
 
 def _to_numpy(obj):

@@ -8,32 +8,51 @@
     d2 = det.detect("image.png", classes=["green cross"])   # re-scores the cached regions only
     rgb = det.draw("image.png", d)
 
-Pipeline per image (SPEC §1, §5): stage 1 (the CLN of ``proposal_checkpoint``; or given proposals)
-→ top ``num_proposals`` boxes with their CLN score ``o`` → stage 2 (the FastRCNN of the stage-2
-checkpoint, its box head turned into ``BBoxHeadCLIPInference``): backbone, RoIAlign, CLIP ``layer4``,
-attention pool → region embeddings ``f`` and box deltas. Scoring a vocabulary ``T`` (text embeddings
-of the class names) is then ``p = sigmoid(100 · cos(f, T))``, ``s = p^β · o^(1−β)``, decode, per-class
-soft-NMS (the config's ``test_cfg.rcnn``), and the final ``score_thr``.
+Pipeline per image (SPEC §1, §5): proposals → top ``num_proposals`` boxes with their score ``o`` →
+the CLIP RoI head: backbone, RoIAlign, CLIP ``layer4``, attention pool → region embeddings ``f`` and
+box deltas. Scoring a vocabulary ``T`` (text embeddings of the class names) is then
+``p = sigmoid(100 · cos(f, T))``, ``s = p^β · o^(1−β)``, decode, per-class soft-NMS (the config's
+``test_cfg.rcnn``), and the final ``score_thr``.
+
+**Checkpoint kinds** (:func:`unidetector.convert.checkpoints.checkpoint_kind`):
+
+* *decoupled* (official "2nd stage"): a stage-2 checkpoint (CLIP RoI classifier, ``FastRCNN``) with
+  proposals from a stage-1 checkpoint (the CLN, ``proposal_checkpoint``) or given ``proposals=``;
+  defaults: the top 100 proposals, β = 0.3 (the official LVIS inference);
+* *end-to-end*: one checkpoint (CLIP C4 backbone + ``RPNHead`` + CLIP RoI head, ``FasterRCNN``) that
+  makes its own proposals (one backbone pass for the RPN and the RoI head); defaults as the official
+  end-to-end inference: every RPN proposal (``test_cfg.rpn.max_per_img``, 1000), sigmoid scores only
+  (β = 1). Given ``proposals=`` replace its RPN.
+
+Other kinds are refused with what they are and where they go: a stage-1 checkpoint as the detector,
+a CLIP/RegionCLIP backbone initialisation (no box regression ``fc_reg``), a bare backbone.
 
 **Cached regions**: ``f``, the deltas, the proposals and the image meta of the last ``cache_size``
 images are kept, keyed by the image content (sha1 of the pixels) and the proposal source, so a new
 vocabulary on an image already seen costs only the scoring step (no backbone, no RoI head).
 
-**Models from checkpoints**: the model config is the config text stored in the checkpoint's meta (or
-``config=``). A stage-2 *training* config (``BBoxHeadCLIPPartitioned``/``BBoxHeadCLIP``) becomes the
-open-world inference model: ``BBoxHeadCLIPInference`` (β = ``beta``, no calibration),
-``with_proposal_score=True``, and the config's test pipeline with ``LoadProposals(num_proposals,
-load_score=True)``. The text-embedding buffers of the checkpoint are never used (``zs_weights*``
-stay the model's own, SPEC §5); the vocabulary's embeddings come from the text encoder.
+**Models from checkpoints**: the model config is the config text stored in the checkpoint's meta
+(``meta['config']``, kept by ``unidet convert`` and read from mmdet ``.pth`` files too; parsed as data,
+never executed) or ``config=``; ``cfg_options`` (``{"a.b": value}``) and ``max_dets``
+(``test_cfg.rcnn.max_per_img``; the official LVIS inference keeps :data:`LVIS_MAX_DETS`) change it. The
+CLIP box head (``BBoxHeadCLIPPartitioned``/``BBoxHeadCLIP``) becomes the open-world inference head
+``BBoxHeadCLIPInference`` (β = ``beta``, no calibration), ``with_proposal_score=True``, and the config's
+test pipeline gets ``LoadProposals(num_proposals, load_score=True)``. The model is built without its
+training-time files (``zeroshot_path`` embeddings, ``cat_freq_path`` counts: :func:`~unidetector.models.
+roi_heads.bbox_heads.bbox_head_clip.without_data_files`): the text-embedding buffers of the checkpoint
+are never used (``zs_weights*`` stay the model's own, SPEC §5); the vocabulary's embeddings come from
+the text encoder, or are given precomputed (``embeddings=``: an ``.npy`` of ``unidet embed`` or the
+official ``clip_embeddings/*.npy``, rows = the classes in order).
 
 **Text encoder** (``encoder=``): ``"clip:PATH"`` (CLIP RN50 text tower, 81 prompt templates),
 ``"synthetic"`` / ``"synthetic:dim=D,seed=S"`` (the synthetic world's word vectors), or an object with
 ``encode(names) -> (C, D)`` (and optionally a ``cache_id`` string). Default: the encoder the checkpoint
 was trained with when that can be established (a ``text_encoder`` entry in its meta, or its stored
-training embeddings equal the synthetic encoding of its ``CLASSES``); otherwise ``encoder=`` is required
-(:class:`DetectorError`, no guess). An encoder other than the established one gets an
-:class:`EncoderMismatchWarning` (``unidet detect`` prints it as one ``warning:`` line).
-Embeddings are cached on disk (:mod:`unidetector.text.cache`).
+training embeddings equal the synthetic encoding of its ``CLASSES``); otherwise ``encoder=`` (or
+precomputed ``embeddings=``) is required (:class:`DetectorError`, no guess). An encoder other than the
+established one gets an :class:`EncoderMismatchWarning` (``unidet detect`` prints it as one ``warning:``
+line). Embeddings are cached on disk (:mod:`unidetector.text.cache`), a CLIP encoder keyed by the
+content of its weights file (a copied or touched ``RN50.pt`` finds them again).
 """
 from __future__ import annotations
 
@@ -102,9 +121,13 @@ class TextEncoderSpec:
     id: str
     encode_fn: object
     templates: tuple = ()
+    label: str = ""          # how messages name it (default: the id)
 
     def encode(self, names) -> np.ndarray:
         return np.asarray(self.encode_fn(list(names)), dtype=np.float32)
+
+    def __str__(self) -> str:
+        return self.label or self.id or repr(self.encode_fn)
 
 
 def _parse_kv(text: str) -> dict:
@@ -117,9 +140,11 @@ def _parse_kv(text: str) -> dict:
     return out
 
 
-def make_text_encoder(spec, embed_dim: int) -> TextEncoderSpec:
+def make_text_encoder(spec, embed_dim: int, templates=None) -> TextEncoderSpec:
     """``spec``: ``"synthetic[:dim=D,seed=S]"``, ``"clip:PATH"``, a :class:`TextEncoderSpec`, or an
-    object with ``encode(names)`` (cached on disk only when it has a ``cache_id``)."""
+    object with ``encode(names)`` (cached on disk only when it has a ``cache_id``). A CLIP encoder's id
+    (the cache key) is the sha1 of its weights file (:func:`unidetector.text.cache.file_digest`), not
+    its path; ``templates`` (CLIP only) default to the 81 official prompts."""
     if isinstance(spec, TextEncoderSpec):
         return spec
     if spec is None:
@@ -143,9 +168,10 @@ def make_text_encoder(spec, embed_dim: int) -> TextEncoderSpec:
         if not path.is_file():
             raise DetectorError(f"--encoder {spec}: CLIP weights not found at {path} (OpenAI RN50.pt or a text "
                                 ".pkl from `unidet convert`)")
+        from .text.cache import file_digest
         from .text.templates import TEMPLATES
 
-        st = path.stat()
+        templates = tuple(TEMPLATES if templates is None else templates)
         holder = {}
 
         def encode(names):  # the CLIP text tower is loaded only on a cache miss
@@ -153,9 +179,9 @@ def make_text_encoder(spec, embed_dim: int) -> TextEncoderSpec:
 
             if "enc" not in holder:
                 holder["enc"] = CLIPPromptEncoder(str(path))
-            return encode_class_names(names, holder["enc"].encode_text, TEMPLATES)
+            return encode_class_names(names, holder["enc"].encode_text, templates)
 
-        return TextEncoderSpec(f"clip:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}", encode, tuple(TEMPLATES))
+        return TextEncoderSpec(f"clip:sha1={file_digest(path)}", encode, templates, label=f"clip:{path}")
     raise DetectorError(f"unknown encoder {spec!r}: use clip:PATH or synthetic")
 
 
@@ -203,9 +229,14 @@ def infer_encoder(state_dict: dict, meta: dict, embed_dim: int, path="the checkp
     gives meaningless scores)."""
     spec, reason = recorded_encoder(state_dict, meta, embed_dim)
     if spec is None:
+        clip = "look like CLIP" in reason
         raise DetectorError(f"{path} does not record the text encoder it was trained with (no meta['text_encoder'] "
                             f"and its training embeddings are not the synthetic encoder's{reason}): pass --encoder "
-                            f"(Python: encoder=) {ENCODER_CHOICES}; D = {embed_dim} here")
+                            f"(Python: encoder=) {ENCODER_CHOICES}; D = {embed_dim} here"
+                            + ("; for official UniDetector / RegionCLIP checkpoints: --encoder clip:RN50.pt (OpenAI "
+                               "CLIP RN50)" if clip else "")
+                            + "; or give the vocabulary's embeddings precomputed with the same text encoder: "
+                              "--embeddings E.npy (Python: embeddings=)")
     return spec, reason
 
 
@@ -239,32 +270,40 @@ def encoder_mismatch(given, recorded: str, embed_dim: int, path="the checkpoint"
 
 # ----------------------------------------------------------------------------------------- checkpoints
 def read_detector_checkpoint(path):
-    """``(state_dict, meta)``; ``meta`` is ``{}`` for files without one (converted official weights)."""
-    from .convert.checkpoints import read_checkpoint
-    from .engine.checkpoint import load_checkpoint_file
+    """``(state_dict, meta)`` of any supported checkpoint file (this project's ``.pkl``, mmdet/mmcv
+    ``.pth`` with their meta, converted official weights); ``meta`` is ``{}`` for files without one."""
+    from .convert.checkpoints import read_checkpoint_and_meta
 
     path = Path(path)
     if not path.is_file():
         raise DetectorError(f"checkpoint not found: {path}")
-    if path.suffix == ".pkl":
-        try:
-            ckpt = load_checkpoint_file(path)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise DetectorError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-        return {k: np.asarray(v) for k, v in ckpt["state_dict"].items()}, dict(ckpt.get("meta") or {})
-    return dict(read_checkpoint(path)), {}
+    sd, meta = read_checkpoint_and_meta(path)
+    return {k: np.asarray(v) for k, v in sd.items()}, meta
 
 
-def _config_for(path, state_dict, meta, config, role: str):
-    from .config import Config, load_config
+def _config_for(path, meta, config, role: str, cfg_options=None):
+    """The model config of a checkpoint: ``config`` (a file or a ``Config``) when given, else the one
+    stored in its meta (:func:`~unidetector.convert.checkpoints.stored_config`); ``cfg_options``
+    (``{"a.b": value}``) merged in."""
+    from .config import Config, ConfigFileError, load_config
+    from .convert.checkpoints import stored_config
 
     if config is not None:
-        return config if isinstance(config, Config) else load_config(config)
-    text = meta.get("config")
-    if not text:
-        raise DetectorError(f"{path}: the checkpoint carries no config (meta['config']); pass the {role} config "
-                            f"explicitly ({'--config' if role == 'stage-2' else '--proposal-config'} FILE)")
-    return Config.fromstring(text, ".py")
+        cfg = config if isinstance(config, Config) else load_config(config)
+    else:
+        cfg = stored_config(meta, path)
+        if cfg is None:
+            option = "--config" if role != "stage-1" else "--proposal-config"
+            raise DetectorError(f"{path}: the checkpoint carries no config (meta['config']); pass the {role} config "
+                                f"explicitly ({option} FILE: the config it was trained with, or the official one of "
+                                "its kind, see docs/real_data.md 'Official model zoo')")
+    if cfg_options:
+        cfg = copy.deepcopy(cfg)
+        try:
+            cfg.merge_from_dict(dict(cfg_options))
+        except Exception as e:  # noqa: BLE001 - mmengine's errors for a key path that does not apply
+            raise ConfigFileError(f"{path}: config options {dict(cfg_options)}: {type(e).__name__}: {e}") from None
+    return cfg
 
 
 def _test_pipeline(cfg) -> list:
@@ -288,7 +327,7 @@ def _walk(pipeline):
 def image_pipeline(pipeline: list, num_proposals: int | None = None) -> list:
     """The test pipeline without its image loader (images are given decoded); with ``num_proposals``,
     proposals with their score are loaded (top ``num_proposals``) and collected."""
-    out = [t for t in pipeline if t.get("type") not in IMAGE_LOADERS]
+    out = [copy.deepcopy(t) for t in pipeline if t.get("type") not in IMAGE_LOADERS]
     if num_proposals is None:
         return out
     out = [t for t in out if t.get("type") != "LoadProposals"]
@@ -325,13 +364,18 @@ def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
     return model
 
 
-def resolve_encoder(encoder, state_dict: dict, meta: dict, embed_dim: int, path) -> tuple:
-    """``(TextEncoderSpec, note)`` for a stage-2 checkpoint: ``encoder`` when given (an
+def resolve_encoder(encoder, state_dict: dict, meta: dict, embed_dim: int, path, required: bool = True) -> tuple:
+    """``(TextEncoderSpec or None, note)`` for a detector checkpoint: ``encoder`` when given (an
     :class:`EncoderMismatchWarning` when it is not the one the checkpoint was trained with), else the
-    recorded one (:func:`infer_encoder`; :class:`DetectorError` asking for ``--encoder`` when unknown)."""
+    recorded one (:func:`infer_encoder`: :class:`DetectorError` asking for ``--encoder`` when unknown,
+    unless not ``required``, i.e. the vocabulary's embeddings are given precomputed: then ``None``)."""
     if encoder is None:
+        if not required and recorded_encoder(state_dict, meta, embed_dim)[0] is None:
+            return None, "precomputed embeddings only"
         spec, note = infer_encoder(state_dict, meta, embed_dim, path)
         if spec.startswith("clip:") and not Path(spec[len("clip:"):]).expanduser().is_file():
+            if not required:
+                return None, f"the recorded {spec} is not here; precomputed embeddings only"
             raise DetectorError(f"{path} was trained with the text encoder {spec} ({note}), whose weights are not "
                                 "here: pass --encoder clip:PATH (Python: encoder=) with your copy of them")
         return make_text_encoder(spec, embed_dim), note
@@ -346,17 +390,34 @@ def resolve_encoder(encoder, state_dict: dict, meta: dict, embed_dim: int, path)
     return enc, "given"
 
 
-def _build_loaded(model_cfg, state_dict, path):
+def _build_loaded(model_cfg, state_dict, path, embed_dim=None):
+    """The model of ``model_cfg`` with the weights of ``state_dict`` (strict), in eval mode; built
+    without the box heads' training-time files (``without_data_files``)."""
     from .convert.state_dict import StateDictError, load_state_dict
     from .engine.runner import build_model
+    from .models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
 
-    model = build_model(model_cfg)
+    with without_data_files(embed_dim):
+        model = build_model(model_cfg)
     try:
         load_state_dict(model, state_dict, strict=True)
     except StateDictError as e:
         raise DetectorError(f"{path}: the weights do not fit the model of its config:\n{e.report.format()}") from None
     model.eval()
     return model
+
+
+class _SharedFeatures:
+    """``model`` whose ``extract_feat`` returns features computed already (an end-to-end model's RPN
+    and RoI head share one backbone pass; :func:`~unidetector.engine.regions.extract_regions` reads
+    only ``extract_feat`` and ``roi_head``)."""
+
+    def __init__(self, model, feats):
+        self.roi_head = model.roi_head
+        self._feats = feats
+
+    def extract_feat(self, img):
+        return self._feats
 
 
 def _image_hash(rgb: np.ndarray) -> str:
@@ -393,20 +454,45 @@ def scored_proposals(proposals, name="<array>") -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------- detector
-class Detector:
-    """Open-world detector (see the module doc). Build it with :meth:`from_checkpoint`."""
+#: ``test_cfg.rcnn.max_per_img`` of the official LVIS inference configs (``unidet detect --vocab lvis``).
+LVIS_MAX_DETS = 300
+#: Decoupled defaults (the official LVIS inference): top proposals per image and the fusion exponent.
+DECOUPLED_NUM_PROPOSALS, DECOUPLED_BETA = 100, 0.3
+#: End-to-end default (the official end-to-end inference): sigmoid scores only.
+END2END_BETA = 1.0
 
-    def __init__(self, model, pipeline, encoder: TextEncoderSpec, proposal_model=None, proposal_pipeline=None,
-                 classes=None, score_thr: float = 0.3, num_proposals: int = 100, cache_size: int = 64,
-                 encoder_note: str = ""):
+
+def _apply_settings(cfg, path, cfg_options=None, max_dets=None):
+    """``cfg`` with ``cfg_options`` and ``max_dets`` (``model.test_cfg.rcnn.max_per_img``) applied."""
+    options = dict(cfg_options or {})
+    if max_dets is not None:
+        if int(max_dets) < 1:
+            raise DetectorError(f"max_dets must be at least 1 (detections per image), got {max_dets}")
+        options["model.test_cfg.rcnn.max_per_img"] = int(max_dets)
+    return _config_for(path, {}, cfg, "stage-2", options) if options else cfg
+
+
+class Detector:
+    """Open-world detector (see the module doc). Build it with :meth:`from_checkpoint`.
+
+    ``own_proposals``: the model is end-to-end (its RPN makes the proposals; ``proposal_pipeline`` is
+    the image pipeline without proposals). ``embeddings``: precomputed ``(C, D)`` text embeddings of
+    ``classes`` (rows in the same order)."""
+
+    def __init__(self, model, pipeline, encoder: TextEncoderSpec | None, proposal_model=None, proposal_pipeline=None,
+                 classes=None, score_thr: float = 0.3, num_proposals: int = DECOUPLED_NUM_PROPOSALS,
+                 cache_size: int = 64, encoder_note: str = "", own_proposals: bool = False, embeddings=None,
+                 kind: str = "stage2"):
         from .data.transforms import Compose
 
         self.model = model
         self.pipeline = Compose(pipeline)
-        self.proposal_model = proposal_model
+        self.own_proposals = bool(own_proposals)
+        self.proposal_model = model if self.own_proposals else proposal_model
         self.proposal_pipeline = None if proposal_pipeline is None else Compose(proposal_pipeline)
         self.encoder = encoder
         self.encoder_note = encoder_note
+        self.kind = kind
         self.score_thr = float(score_thr)
         self.num_proposals = int(num_proposals)
         self.cache_size = int(cache_size)
@@ -416,71 +502,125 @@ class Detector:
         self.vocabulary = None
         self.last_timings = {}
         if classes is not None:
-            self.set_vocabulary(classes)
+            self.set_vocabulary(classes, embeddings=embeddings)
+        elif embeddings is not None:
+            raise DetectorError("embeddings= needs classes= (one name per embedding row, in the same order)")
+
+    @property
+    def max_dets(self) -> int:
+        """Detections kept per image (``test_cfg.rcnn.max_per_img``)."""
+        return int(self.model.roi_head.test_cfg["max_per_img"])
 
     @classmethod
     def from_checkpoint(cls, checkpoint, proposal_checkpoint=None, classes=None, encoder=None,
-                        score_thr: float = 0.3, beta: float = 0.3, config=None, proposal_config=None,
-                        num_proposals: int = 100, cache_size: int = 64):
-        """A detector from a stage-2 checkpoint (and a stage-1 one for proposals; without it every
-        ``detect`` call needs ``proposals=``). ``config``/``proposal_config`` override the configs
-        stored in the checkpoints. See the module doc for ``encoder``."""
+                        score_thr: float = 0.3, beta: float | None = None, config=None, proposal_config=None,
+                        num_proposals: int | None = None, cache_size: int = 64, embeddings=None, max_dets=None,
+                        cfg_options=None, require_proposal_source: bool = False):
+        """A detector from a stage-2 checkpoint (with a stage-1 one for proposals; without it every
+        ``detect`` call needs ``proposals=``) or an end-to-end checkpoint (its own RPN). ``config`` /
+        ``proposal_config`` override the configs stored in the checkpoints; ``cfg_options``
+        (``{"a.b": value}``) and ``max_dets`` change the stage-2 one. ``beta`` / ``num_proposals``
+        default to the official values of the checkpoint's kind (module doc). ``embeddings``: a
+        ``.npy`` path or ``(C, D)`` array of precomputed text embeddings of ``classes``. See the
+        module doc for ``encoder``. ``require_proposal_source``: a stage-2 checkpoint without
+        ``proposal_checkpoint`` is an error (found before any model is built; ``unidet detect`` without
+        ``--proposals``)."""
         import unidetector  # noqa: F401  (runtime bootstrap before jittor)
+        from .convert.checkpoints import checkpoint_kind, describe_checkpoint
 
-        if int(num_proposals) < 1:
+        if num_proposals is not None and int(num_proposals) < 1:
             raise DetectorError(f"num_proposals must be at least 1 (the top proposals per image), got {num_proposals}")
         sd, meta = read_detector_checkpoint(checkpoint)
-        kind = checkpoint_kind_message(checkpoint, sd, 2)
-        if kind:
-            raise DetectorError(kind)
-        if checkpoint_stage(sd) != 2 or "roi_head.bbox_head.fc_reg.weight" not in sd:
-            raise DetectorError(f"{checkpoint}: not a stage-2 UniDetector checkpoint (no "
-                                "roi_head.bbox_head.attnpool / fc_reg weights)")
+        kind = checkpoint_kind(sd)
+        if kind == "stage1":
+            raise DetectorError(checkpoint_kind_message(checkpoint, sd, 2))
+        if kind not in ("stage2", "end2end"):
+            raise DetectorError(describe_checkpoint(checkpoint, sd) + "; give a trained stage-2 or end-to-end "
+                                "checkpoint" if kind else
+                                f"{checkpoint}: not a UniDetector detector checkpoint (no roi_head.bbox_head.attnpool / "
+                                "fc_reg weights): give a stage-2 or end-to-end checkpoint")
+        own = kind == "end2end" and proposal_checkpoint is None
+        if require_proposal_source and kind == "stage2" and proposal_checkpoint is None:
+            raise DetectorError(f"{checkpoint} is a stage-2 (CLIP RoI classifier) checkpoint: it classifies proposals "
+                                "made elsewhere; give --proposal-checkpoint STAGE1 (run stage 1 on each image) or "
+                                "--proposals rp.pkl (Python: proposal_checkpoint= or detect(proposals=))")
         embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
-        enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint)
-        cfg = _config_for(checkpoint, sd, meta, config, "stage-2")
-        model = _build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint)
-        pipeline = image_pipeline(_test_pipeline(cfg), num_proposals)
+        enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint, required=embeddings is None)
+        cfg = _apply_settings(_config_for(checkpoint, meta, config, "stage-2"), checkpoint, cfg_options, max_dets)
+        mismatch = checkpoint_kind_message(checkpoint, sd, cfg.model)
+        if mismatch:
+            raise DetectorError(f"{mismatch} (the model is the one of "
+                                f"{'the config stored in the checkpoint' if config is None else config})")
+        if beta is None:
+            beta = END2END_BETA if kind == "end2end" else DECOUPLED_BETA
+        if num_proposals is None:
+            num_proposals = DECOUPLED_NUM_PROPOSALS
+            if own:
+                num_proposals = int(((cfg.model.get("test_cfg") or {}).get("rpn") or {}).get("max_per_img") or 1000)
+        model = _build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint, embed_dim)
+        test = _test_pipeline(cfg)
+        pipeline = image_pipeline(test, num_proposals)
         proposal_model = proposal_pipeline = None
-        if proposal_checkpoint is not None:
+        if own:
+            proposal_pipeline = image_pipeline(test)
+        elif proposal_checkpoint is not None:
             psd, pmeta = read_detector_checkpoint(proposal_checkpoint)
-            kind = checkpoint_kind_message(proposal_checkpoint, psd, 1)
-            if kind or checkpoint_stage(psd) != 1:
-                raise DetectorError(kind or f"{proposal_checkpoint} is not a stage-1 (proposal network) checkpoint: "
-                                    "it has no rpn_head weights")
-            pcfg = _config_for(proposal_checkpoint, psd, pmeta, proposal_config, "stage-1")
+            pkind = checkpoint_kind(psd)
+            if pkind != "stage1":
+                raise DetectorError((checkpoint_kind_message(proposal_checkpoint, psd, 1) if pkind else None)
+                                    or (describe_checkpoint(proposal_checkpoint, psd)
+                                        + "; --proposal-checkpoint takes a stage-1 (proposal network) checkpoint"
+                                        if pkind else f"{proposal_checkpoint} is not a stage-1 (proposal network) "
+                                        "checkpoint: it has no rpn_head weights"))
+            pcfg = _config_for(proposal_checkpoint, pmeta, proposal_config, "stage-1")
             pmodel_cfg = copy.deepcopy(pcfg.model.to_dict() if hasattr(pcfg.model, "to_dict") else dict(pcfg.model))
             pmodel_cfg.pop("train_cfg", None)
+            mismatch = checkpoint_kind_message(proposal_checkpoint, psd, pmodel_cfg)
+            if mismatch:
+                raise DetectorError(mismatch)
             proposal_model = _build_loaded(pmodel_cfg, psd, proposal_checkpoint)
             proposal_pipeline = image_pipeline(_test_pipeline(pcfg))
         return cls(model, pipeline, enc, proposal_model, proposal_pipeline, classes=classes, score_thr=score_thr,
-                   num_proposals=num_proposals, cache_size=cache_size, encoder_note=note)
+                   num_proposals=num_proposals, cache_size=cache_size, encoder_note=note, own_proposals=own,
+                   embeddings=embeddings, kind=kind)
 
     # -- vocabulary ---------------------------------------------------------------------------------
     def embeddings(self, classes) -> np.ndarray:
-        """``(C, D)`` text embeddings of ``classes`` (memory, then disk cache, then the encoder)."""
+        """``(C, D)`` text embeddings of ``classes`` (given ones, memory, then disk cache, then the encoder)."""
         from .text.cache import cached_embeddings
         from .text.vocab import resolve_vocabulary, text_names
 
         names = tuple(resolve_vocabulary(classes=classes))
         if names not in self._embeddings:
+            if self.encoder is None:
+                raise DetectorError(f"no text encoder to embed {len(names)} class names ({', '.join(names[:3])}"
+                                    f"{', ...' if len(names) > 3 else ''}): only precomputed embeddings were given; "
+                                    "pass --encoder clip:PATH (Python: encoder=) or their embeddings "
+                                    "(--embeddings E.npy, Python: embeddings=)")
             tnames = text_names(names)
             if self.encoder.id:
                 emb, hit = cached_embeddings(self.encoder.id, tnames, self.encoder.encode, self.encoder.templates)
             else:
                 emb, hit = self.encoder.encode(tnames), False
             if emb.shape != (len(names), self.embed_dim):
-                raise DetectorError(f"text encoder {self.encoder.id or self.encoder!r} gives {emb.shape[1]}-d "
+                raise DetectorError(f"text encoder {self.encoder} gives {emb.shape[1]}-d "
                                     f"embeddings but the checkpoint's region embeddings are {self.embed_dim}-d")
             self._embeddings[names] = emb
             self.last_timings["embedding_cache_hit"] = hit
         return self._embeddings[names]
 
-    def set_vocabulary(self, classes) -> list:
-        """Make ``classes`` (list or comma-separated string) the default vocabulary; returns it."""
+    def set_vocabulary(self, classes, embeddings=None) -> list:
+        """Make ``classes`` (list or comma-separated string) the default vocabulary; returns it.
+        ``embeddings``: their precomputed ``(C, D)`` text embeddings (an ``.npy`` path or an array,
+        rows in the order of ``classes``; checked by :func:`~unidetector.text.embeddings.load_embeddings`)
+        instead of the encoder."""
+        from .text.embeddings import load_embeddings
         from .text.vocab import resolve_vocabulary
 
         names = resolve_vocabulary(classes=classes)
+        if embeddings is not None:
+            self._embeddings[tuple(names)] = load_embeddings(embeddings, num_classes=len(names), dim=self.embed_dim,
+                                                            class_names=names)
         self.embeddings(names)
         self.vocabulary = names
         return names
@@ -498,17 +638,34 @@ class Detector:
         return collate_detection([pipeline(results)])
 
     def propose(self, rgb, name="<array>") -> np.ndarray:
-        """Stage 1: ``(n, 5)`` proposals ``[x1, y1, x2, y2, score]`` (original pixels, by score)."""
+        """Proposals ``(n, 5)`` ``[x1, y1, x2, y2, score]`` (original pixels, by score): stage 1, or the
+        end-to-end model's RPN (its top ``num_proposals``)."""
         import jittor as jt
 
         if self.proposal_model is None:
             raise DetectorError("no proposal model: build the detector with a stage-1 checkpoint "
                                 "(--proposal-checkpoint) or pass proposals=")
         batch = self._prepare(self.proposal_pipeline, rgb, name)
-        with jt.no_grad():
-            out = self.proposal_model(jt.array(batch["img"]), batch["img_metas"], rescale=True)[0]
-        p = np.asarray(out.numpy() if hasattr(out, "numpy") else out, np.float32).reshape(-1, 5)
+        if self.own_proposals:
+            _, props = self._rpn(batch)
+            p = np.asarray(props.numpy(), np.float32).reshape(-1, 5).copy()
+            p[:, :4] /= np.asarray(batch["img_metas"][0]["scale_factor"], np.float32).reshape(-1)[:4]
+        else:
+            with jt.no_grad():
+                out = self.proposal_model(jt.array(batch["img"]), batch["img_metas"], rescale=True)[0]
+            p = np.asarray(out.numpy() if hasattr(out, "numpy") else out, np.float32).reshape(-1, 5)
         return p[np.argsort(-p[:, 4], kind="stable")]
+
+    def _rpn(self, batch) -> tuple:
+        """End-to-end: ``(backbone features, (n, 5) RPN proposals in network-input pixels)``, the top
+        ``num_proposals`` by score."""
+        import jittor as jt
+
+        with jt.no_grad():
+            feats = self.model.extract_feat(jt.array(batch["img"]))
+            props = self.model.rpn_head.simple_test_rpn(feats, batch["img_metas"])[0]
+        order = np.argsort(-props[:, 4].numpy(), kind="stable")[:self.num_proposals]
+        return feats, props[jt.array(order)] if len(order) else props[:0]
 
     def regions(self, rgb, proposals, name="<array>"):
         """Stage 2 up to the region embeddings (:class:`~unidetector.engine.regions.Regions`)."""
@@ -559,11 +716,21 @@ class Detector:
             timings["reused"] = True
         else:
             t = time.perf_counter()
-            if proposals is None:
-                proposals = self.propose(rgb, name)
+            if proposals is None and self.own_proposals:  # end-to-end: one backbone pass for RPN and RoI head
+                from .engine.regions import extract_regions
+
+                batch = self._prepare(self.proposal_pipeline, rgb, name)
+                feats, props = self._rpn(batch)
                 timings["stage1"] = time.perf_counter() - t
-            t = time.perf_counter()
-            regions = self.regions(rgb, proposals, name)
+                t = time.perf_counter()
+                regions = extract_regions(_SharedFeatures(self.model, feats), batch["img"], batch["img_metas"],
+                                          [props])[0]
+            else:
+                if proposals is None:
+                    proposals = self.propose(rgb, name)
+                    timings["stage1"] = time.perf_counter() - t
+                t = time.perf_counter()
+                regions = self.regions(rgb, proposals, name)
             timings["regions"] = time.perf_counter() - t
             if self.cache_size > 0:
                 self._regions[key] = regions

@@ -4,6 +4,7 @@
       --checkpoint work_dirs/stage2_partitioned/latest.pkl \\
       --proposal-checkpoint work_dirs/stage1_cln/latest.pkl --out detections/
   unidet detect imgs/ --vocab lvis --encoder clip:RN50.pt --checkpoint stage2.pkl --proposals rp.pkl
+  unidet detect photo.jpg --vocab coco --embeddings coco_clip_a+cname_rn50_manyprompt.npy --checkpoint e2e.pth
 
 IMAGES: files and directories (every image file inside a directory, sorted by name, not recursive).
 Per image, OUT gets <name>.png|.jpg (boxes, class names, scores) and <name>.json (COCO result entries
@@ -13,16 +14,28 @@ Unreadable images are reported at the end and make the exit code 1; the others a
 Vocabulary: --classes "a,b,c" (CSV rules: a name with a comma in double quotes, --classes '"red, dark
 star",blue ring') or --vocab coco|objects365|lvis|FILE (one name per line: long lists, names with quotes).
 Names equal up to case and spacing ("Red Star", "red  star") are duplicates, an error.
-Proposals: --proposal-checkpoint STAGE1.pkl (run the CLN on each image), or --proposals rp.pkl (the
-official proposal pickle, one (n, 5) [x1, y1, x2, y2, score] array per image, in the order of the
-expanded IMAGES; (n, 4) boxes without the score, NaN values and boxes that do not fit their image are
-errors, found before the models are built).
-Models: the configs stored in the checkpoints (--config / --proposal-config override them); the stage-2
-training model becomes the open-world one (BBoxHeadCLIPInference, proposal-score fusion with --beta).
-Text embeddings: --encoder clip:PATH | synthetic (default: what the checkpoint was trained with; a
-checkpoint that does not record it needs --encoder; another encoder than the recorded one is a warning),
-cached in $UNIDET_CACHE_DIR/embeddings (default ~/.cache/unidetector/embeddings).
-Checked before any work: the vocabulary, --num-proposals >= 1, an --out that is not a file, the proposals.
+Checkpoints (.pkl from `unidet train`/`unidet convert`, or mmdet .pth files as released): --checkpoint is
+a stage-2 model (decoupled; proposals from --proposal-checkpoint STAGE1 or --proposals rp.pkl) or an
+end-to-end model (CLIP C4 + RPNHead + CLIP RoI head: proposals from its own RPN). Other kinds (a stage-1
+model, a CLIP/RegionCLIP backbone initialisation) are refused with what they are.
+Proposals: --proposal-checkpoint STAGE1 (run the CLN on each image), or --proposals rp.pkl (the official
+proposal pickle, one (n, 5) [x1, y1, x2, y2, score] array per image, in the order of the expanded
+IMAGES; (n, 4) boxes without the score, NaN values and boxes that do not fit their image are errors,
+found before the models are built).
+Models: the configs stored in the checkpoints (meta['config'], kept by `unidet convert`; --config /
+--proposal-config override them; --cfg-options a.b=v ... and --max-dets N change the stage-2 one); the
+training model becomes the open-world one (BBoxHeadCLIPInference), built without training-time files.
+Official defaults per kind: decoupled, top-100 proposals and s = p^0.3 * o^0.7 (--num-proposals, --beta);
+end-to-end, every RPN proposal (its test_cfg.rpn.max_per_img, 1000) and sigmoid scores only (beta 1).
+--vocab lvis applies the official LVIS test settings: up to 300 detections per image (unless --max-dets
+or --cfg-options set model.test_cfg.rcnn.max_per_img).
+Text embeddings: --embeddings E.npy (precomputed: `unidet embed` or the official clip_embeddings/*.npy,
+rows = the vocabulary's classes in order), else --encoder clip:PATH | synthetic (default: what the
+checkpoint was trained with; a checkpoint that does not record it needs --encoder; another encoder than the
+recorded one is a warning), cached in $UNIDET_CACHE_DIR/embeddings (default ~/.cache/unidetector/embeddings),
+a CLIP encoder by the content of its weights file.
+Checked before any work: the vocabulary, --num-proposals/--max-dets >= 1, an --out that is not a file, the
+proposals.
 --classes-swap "d,e": after the run, re-score every image with a second vocabulary from the cached
 region features (no backbone, no RoI head) into OUT/swap/, and print the speed-up.
 """
@@ -34,7 +47,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import DictAction
+
 HELP = "detect any vocabulary on images (boxes, names, scores -> annotated images + JSON)"
+
+KIND_NAMES = {"stage2": "stage-2", "end2end": "end-to-end"}
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -45,17 +62,26 @@ def add_arguments(parser):
     vocab.add_argument("--classes", help='comma-separated class names, e.g. "red star,blue ring"; quote a name '
                        'with a comma: \'"red, dark star",blue ring\' (long lists: --vocab FILE)')
     vocab.add_argument("--vocab", help="coco | objects365 | lvis | FILE (one class name per line)")
-    parser.add_argument("--checkpoint", required=True, help="stage-2 checkpoint (CLIP RoI classifier)")
+    parser.add_argument("--checkpoint", required=True, help="stage-2 (CLIP RoI classifier) or end-to-end checkpoint "
+                        "(.pkl, or an mmdet .pth)")
     props = parser.add_mutually_exclusive_group()
     props.add_argument("--proposal-checkpoint", help="stage-1 checkpoint (CLN) that makes the proposals")
     props.add_argument("--proposals", help="proposal pickle aligned to the images (instead of stage 1)")
     parser.add_argument("--score-thr", type=float, default=0.3, help="keep detections scoring at least this (0.3)")
-    parser.add_argument("--beta", type=float, default=0.3, help="fusion s = p^beta * o^(1-beta) (0.3)")
-    parser.add_argument("--num-proposals", type=int, default=100, help="top proposals per image, at least 1 (100)")
+    parser.add_argument("--beta", type=float, default=None, help="fusion s = p^beta * o^(1-beta) (default: 0.3, "
+                        "end-to-end 1 = sigmoid only, as officially)")
+    parser.add_argument("--num-proposals", type=int, default=None, help="top proposals per image, at least 1 "
+                        "(default: 100; end-to-end: every RPN proposal, its test_cfg.rpn.max_per_img)")
+    parser.add_argument("--max-dets", type=int, default=None, help="detections kept per image (the config's "
+                        "test_cfg.rcnn.max_per_img; --vocab lvis: 300, the official LVIS setting)")
     parser.add_argument("--encoder", default=None, help="clip:PATH | synthetic[:dim=D,seed=S] (default: the one "
-                        "the checkpoint records; required when it records none)")
-    parser.add_argument("--config", help="stage-2 config (overrides the one stored in the checkpoint)")
+                        "the checkpoint records; required when it records none and --embeddings is not given)")
+    parser.add_argument("--embeddings", help="precomputed text embeddings (.npy, (C, D)) of the vocabulary, rows "
+                        "in its order: `unidet embed` output or the official clip_embeddings/*.npy")
+    parser.add_argument("--config", help="stage-2 / end-to-end config (overrides the one stored in the checkpoint)")
     parser.add_argument("--proposal-config", help="stage-1 config (overrides the one stored in its checkpoint)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default=None, metavar="KEY=VALUE",
+                        help="change the stage-2 / end-to-end config, e.g. model.test_cfg.rcnn.max_per_img=300")
     parser.add_argument("--out", default="detections", help="output folder (default: ./detections)")
     parser.add_argument("--classes-swap", help="a second vocabulary: re-score the cached regions with it")
     parser.add_argument("--no-draw", action="store_true", help="JSON only, no annotated images")
@@ -121,8 +147,10 @@ def check_options(args) -> None:
     """Option errors found before any work (:class:`~unidetector.errors.UnidetError`)."""
     from ..errors import UnidetError
 
-    if args.num_proposals < 1:
+    if args.num_proposals is not None and args.num_proposals < 1:
         raise UnidetError(f"--num-proposals must be at least 1 (the top proposals per image), got {args.num_proposals}")
+    if args.max_dets is not None and args.max_dets < 1:
+        raise UnidetError(f"--max-dets must be at least 1 (detections kept per image), got {args.max_dets}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UnidetError(f"--out {out} is an existing file; give a folder (created when missing) for the "
@@ -144,6 +172,21 @@ def read_given_proposals(path: str, images: list) -> list:
     return proposals
 
 
+MAX_PER_IMG = "model.test_cfg.rcnn.max_per_img"
+
+
+def max_dets(args):
+    """Detections per image to ask for: ``--max-dets``, else the official LVIS setting with ``--vocab
+    lvis`` (unless ``--cfg-options`` sets it), else None (the config's)."""
+    from ..api import LVIS_MAX_DETS
+
+    if args.max_dets is not None:
+        return args.max_dets
+    if args.vocab == "lvis" and MAX_PER_IMG not in (args.cfg_options or {}):
+        return LVIS_MAX_DETS
+    return None
+
+
 def build_detector(args, names, n_images: int):
     """:meth:`Detector.from_checkpoint`; an encoder mismatch is printed as one ``warning:`` line."""
     import warnings
@@ -157,7 +200,9 @@ def build_detector(args, names, n_images: int):
                                             classes=names, encoder=args.encoder, score_thr=args.score_thr,
                                             beta=args.beta, config=args.config,
                                             proposal_config=args.proposal_config, num_proposals=args.num_proposals,
-                                            cache_size=max(64, n_images))
+                                            cache_size=max(64, n_images), embeddings=args.embeddings,
+                                            max_dets=max_dets(args), cfg_options=args.cfg_options,
+                                            require_proposal_source=args.proposals is None)
         finally:
             for w in caught:
                 if issubclass(w.category, EncoderMismatchWarning):
@@ -194,14 +239,19 @@ def run(args) -> int:
             proposals = read_given_proposals(args.proposals, images)
         except UnidetError as e:
             return fail(e)
-    elif not args.proposal_checkpoint:
-        return fail("give --proposal-checkpoint STAGE1.pkl (run stage 1) or --proposals rp.pkl")
     try:
         detector = build_detector(args, names, len(images))
     except (UnidetError, FileNotFoundError) as e:
         return fail(e)
-    print(f"vocabulary: {len(names)} classes; text encoder {detector.encoder.id} ({detector.encoder_note}); "
-          f"{'given proposals' if proposals is not None else 'stage-1 proposals'}; score_thr {args.score_thr}")
+    source = ("given proposals" if proposals is not None else "proposals from its own RPN"
+              if detector.own_proposals else "stage-1 proposals")
+    encoder = f"text encoder {detector.encoder} ({detector.encoder_note})" if detector.encoder else \
+        "no text encoder (precomputed embeddings only)"
+    print(f"vocabulary: {len(names)} classes{', embeddings from ' + args.embeddings if args.embeddings else ''}; "
+          f"{encoder}; {KIND_NAMES[detector.kind]} checkpoint, {source}, top "
+          f"{detector.num_proposals}; beta {detector.model.roi_head.bbox_head.beta:g}; up to {detector.max_dets} "
+          f"detections per image{' (official LVIS setting)' if args.vocab == 'lvis' and args.max_dets is None else ''}"
+          f"; score_thr {args.score_thr}")
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -223,9 +273,11 @@ def run(args) -> int:
         print(f"[{i + 1}/{len(images)}] {image}: {len(dets)} detections ({t['total']:.2f} s)"
               + (f": {top}" if top else ""))
 
-    summary = {"checkpoint": args.checkpoint, "proposal_checkpoint": args.proposal_checkpoint,
-               "proposals": args.proposals, "encoder": detector.encoder.id, "vocabulary": names,
-               "score_thr": args.score_thr, "beta": args.beta, "images": len(images) + len(missing),
+    summary = {"checkpoint": args.checkpoint, "kind": detector.kind, "proposal_checkpoint": args.proposal_checkpoint,
+               "proposals": args.proposals, "encoder": detector.encoder.id if detector.encoder else None,
+               "embeddings": args.embeddings, "vocabulary": names, "score_thr": args.score_thr,
+               "beta": detector.model.roi_head.bbox_head.beta, "num_proposals": detector.num_proposals,
+               "max_dets": detector.max_dets, "images": len(images) + len(missing),
                "processed": len(entries), "detections": sum(e["detections"] for e in entries),
                "seconds": round(sum(full_times), 3), "results": entries, "failures": failures}
 

@@ -4,7 +4,9 @@
 #   - a virtual environment with the package and its test extra
 #   - a warm Jittor compile cache (the first use of every op compiles C++)
 #   - with --reference: the reference implementations that tests compare against
-#     (PyTorch CPU, OpenAI's CLIP code, the LVIS API); never used at run time
+#     (PyTorch CPU, OpenAI's CLIP code, the LVIS API); never used at run time; and for the web
+#     app's browser test, Debian's chromium and Playwright for Python (which drives that browser:
+#     no browser download)
 # Re-running it is cheap: every step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ done
 need_debs=()
 [ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
 command -v mpirun >/dev/null && command -v mpicc >/dev/null || need_debs+=(openmpi-bin libopenmpi-dev)
+if [ "$REFERENCE" = 1 ] && ! command -v chromium >/dev/null; then need_debs+=(chromium); fi
 if [ ${#need_debs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "[install] apt-get install ${need_debs[*]}"
@@ -37,14 +40,15 @@ if [ ! -x .venv/bin/python ]; then
     echo "[install] creating .venv"
     "$PY" -m venv .venv
 fi
-echo "[install] pip install -e .[test]"
+echo "[install] pip install -e .[test,app]"
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,app]"
 if [ "$REFERENCE" = 1 ]; then
     echo "[install] reference implementations for the tests (torch CPU, OpenAI CLIP code, lvis)"
     # clip-anytorch without its dependencies: its torchvision pin would pull another torch build.
     .venv/bin/python -m pip install -q "torch==2.13.0" "lvis==0.5.3"
     .venv/bin/python -m pip install -q --no-deps "clip-anytorch==2.6.0"
+    .venv/bin/python -m pip install -q "playwright==1.65.2"   # drives /usr/bin/chromium; never `playwright install`
 fi
 
 echo "[install] warming the Jittor compile cache (minutes on a cold cache)"

@@ -376,6 +376,15 @@ def test_embed_then_detect_with_precomputed_embeddings(zoo, tmp_path, capsys):
     assert [x["class_name"] for x in a] == [x["class_name"] for x in b] and len(a) > 0
     np.testing.assert_allclose([x["score"] for x in a], [x["score"] for x in b], atol=2e-3)  # fp16 rows
 
+    # an annotation json as the vocabulary: its categories by id, the row order of the official files
+    ann = tmp_path / "val.json"
+    ann.write_text(json.dumps({"categories": [{"id": 7, "name": CLASSES[2]}, {"id": 1, "name": CLASSES[0]},
+                                              {"id": 3, "name": CLASSES[1]}]}))
+    code, out, err = run(capsys, "detect", *base[:1], *base[3:], "--vocab", ann, "--embeddings",
+                         tmp_path / "boxes_fp16.npy", "--out", tmp_path / "json_vocab")
+    assert code == 0, err
+    assert detections(tmp_path / "json_vocab", zoo["photos"][0]) == a
+
     np.save(tmp_path / "two.npy", emb[:2])
     code, out, err = run(capsys, "detect", *base, "--embeddings", tmp_path / "two.npy", "--out", tmp_path / "c")
     assert code == 2 and f"{tmp_path / 'two.npy'}: 2 embedding rows but 3 classes" in err

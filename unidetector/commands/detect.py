@@ -12,7 +12,8 @@ plus class_name, with the image size); OUT/summary.json lists all images, counts
 Unreadable images are reported at the end and make the exit code 1; the others are still processed.
 
 Vocabulary: --classes "a,b,c" (CSV rules: a name with a comma in double quotes, --classes '"red, dark
-star",blue ring') or --vocab coco|objects365|lvis|FILE (one name per line: long lists, names with quotes).
+star",blue ring') or --vocab coco|objects365|lvis|FILE (one name per line: long lists, names with quotes;
+or a COCO/LVIS annotation .json: its categories by id, the row order of the official embedding files).
 Names equal up to case and spacing ("Red Star", "red  star") are duplicates, an error.
 Checkpoints (.pkl from `unidet train`/`unidet convert`, or mmdet .pth files as released): --checkpoint is
 a stage-2 model (decoupled; proposals from --proposal-checkpoint STAGE1 or --proposals rp.pkl) or an
@@ -61,7 +62,8 @@ def add_arguments(parser):
     vocab = parser.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--classes", help='comma-separated class names, e.g. "red star,blue ring"; quote a name '
                        'with a comma: \'"red, dark star",blue ring\' (long lists: --vocab FILE)')
-    vocab.add_argument("--vocab", help="coco | objects365 | lvis | FILE (one class name per line)")
+    vocab.add_argument("--vocab", help="coco | objects365 | lvis | FILE (one class name per line, or an annotation "
+                       ".json: its categories by id)")
     parser.add_argument("--checkpoint", required=True, help="stage-2 (CLIP RoI classifier) or end-to-end checkpoint "
                         "(.pkl, or an mmdet .pth)")
     props = parser.add_mutually_exclusive_group()

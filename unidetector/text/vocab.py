@@ -1,6 +1,9 @@
 """Vocabularies for ``unidet detect`` / :class:`unidetector.api.Detector`: built-in class-name lists
 and the ways a user gives one.
 
+A vocabulary file is one name per line, or a COCO/LVIS-style annotation ``.json`` (its categories by
+id: ``lvis_v0.5_val.json`` goes with the official ``lvis_v0.5_clip_a+cname_rn50_manyprompt.npy``).
+
 Built-in lists are package data under ``unidetector/text/vocabularies/`` (one name per line, in the
 official category-id order): ``coco`` (80, mmdet ``CocoDataset.CLASSES``), ``objects365`` (Objects365
 v2, 365, the annotation file's names, trailing spaces included: ``'Cigar/Cigarette '``, ``'Formula 1 '``,
@@ -32,6 +35,16 @@ def _read_names(path: Path) -> list:
     except (OSError, UnicodeDecodeError) as e:
         raise VocabularyError(f"cannot read vocabulary file {path}: {e}") from None
     return [line.rstrip("\r\n") for line in text.split("\n") if line.strip()]
+
+
+def _annotation_names(path: Path) -> list:
+    """The category names of a COCO/LVIS-style annotation json, by category id (the row order of the
+    official ``clip_embeddings/*.npy``), cleaned as the official embedding script does."""
+    from .embeddings import class_names_from_annotation
+
+    if not path.is_file():
+        raise VocabularyError(f"cannot read vocabulary file {path}: not found")
+    return class_names_from_annotation(path)
 
 
 def builtin_vocabulary(name: str) -> list:
@@ -139,7 +152,12 @@ def resolve_vocabulary(classes=None, vocab=None) -> list:
                               f"({'|'.join(BUILTIN)}|FILE)")
     from_string = False
     if vocab is not None:
-        names = builtin_vocabulary(vocab) if vocab in BUILTIN else _read_names(Path(vocab))
+        if vocab in BUILTIN:
+            names = builtin_vocabulary(vocab)
+        elif str(vocab).lower().endswith(".json"):
+            names = _annotation_names(Path(vocab))
+        else:
+            names = _read_names(Path(vocab))
         source = f"built-in vocabulary {vocab!r}" if vocab in BUILTIN else f"vocabulary file {vocab}"
     else:
         from_string = isinstance(classes, str)

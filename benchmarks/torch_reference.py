@@ -9,14 +9,14 @@ Stage 2 (open-world inference, official UniDetector ``FastRCNN`` with a CLIP RN5
 
 * :class:`ModifiedResNetC4`: OpenAI CLIP's ``ModifiedResNet`` stem + ``layer1..3`` (stride 16);
 * :func:`roi_align`: mmcv ``roi_align`` (``aligned``, adaptive sampling), written here per RoI as
-  ``A_y · F · A_xᵀ`` over the RoI's window (bilinear sampling on a regular grid is separable);
+  ``A_y · F · A_xᵀ`` over the RoI's window (bilinear sampling on a regular grid is separable; a
+  masked ``F.grid_sample`` was 2-20× slower here, torchvision is not a dependency);
 * :class:`CLIPRoIHead`: CLIP ``layer4`` on the RoIs, OpenAI's ``AttentionPool2d`` (key/value
   projections of all 50 tokens, as OpenAI's code), cosine logits ``100 · f̂ · t̂`` against the text
   embeddings (+ a zero background column) and the class-agnostic ``fc_reg``.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -160,15 +160,33 @@ def roi_align(feat: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_
     count = (gy * gx).clamp(min=1).to(torch.float32)
     wy = (wy / count[:, None, None]).to(feat.dtype)
     wx = wx.to(feat.dtype)
-    out = feat.new_zeros((rois.shape[0], c, output_size, output_size))
     rows, cols = wy.abs().sum(1) > 0, wx.abs().sum(1) > 0
+    outs = []
     for k in range(rois.shape[0]):
         ry, rx = torch.nonzero(rows[k]).flatten(), torch.nonzero(cols[k]).flatten()
         if ry.numel() == 0 or rx.numel() == 0:
+            outs.append(feat.new_zeros((c, output_size, output_size)))
             continue
         y0, y9, x0, x9 = int(ry[0]), int(ry[-1]) + 1, int(rx[0]), int(rx[-1]) + 1
         window = feat[int(rois[k, 0]), :, y0:y9, x0:x9]
-        out[k] = torch.matmul(torch.matmul(wy[k, :, y0:y9], window), wx[k, :, x0:x9].t())
+        outs.append(torch.matmul(torch.matmul(wy[k, :, y0:y9], window), wx[k, :, x0:x9].t()))
+    return torch.stack(outs) if outs else feat.new_zeros((0, c, output_size, output_size))
+
+
+def map_roi_levels(rois: torch.Tensor, num_levels: int, finest_scale: int = 56) -> torch.Tensor:
+    """mmdet ``SingleRoIExtractor.map_roi_levels``: ``floor(log2(sqrt(w·h) / 56 + 1e-6))`` clamped."""
+    scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+    return torch.floor(torch.log2(scale / finest_scale + 1e-6)).clamp(0, num_levels - 1).long()
+
+
+def multilevel_roi_align(feats, rois, strides, output_size: int) -> torch.Tensor:
+    """mmdet ``SingleRoIExtractor``: each RoI pooled from the level of its size."""
+    levels = map_roi_levels(rois, len(feats))
+    out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], output_size, output_size))
+    for lvl, (feat, stride) in enumerate(zip(feats, strides)):
+        idx = torch.nonzero(levels == lvl).flatten()
+        if idx.numel():
+            out = out.index_copy(0, idx, roi_align(feat, rois[idx], output_size, 1.0 / stride))
     return out
 
 
@@ -257,3 +275,289 @@ def load_jittor_weights(module: nn.Module, jt_module, prefix: str = "") -> list:
                 raise ValueError(f"{key}: Jittor shape {tuple(value.shape)}, torch {tuple(tensor.shape)}")
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
     return missing
+
+
+# ----------------------------------------------------------------------------- losses (mmdet 2.18 semantics)
+def bbox_overlaps_aligned(b1, b2, eps: float = 1e-6):
+    lt, rb = torch.maximum(b1[:, :2], b2[:, :2]), torch.minimum(b1[:, 2:], b2[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    overlap = wh[:, 0] * wh[:, 1]
+    area1 = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
+    area2 = (b2[:, 2] - b2[:, 0]) * (b2[:, 3] - b2[:, 1])
+    return overlap / (area1 + area2 - overlap).clamp(min=eps)
+
+
+def tblr2bboxes(priors, tblr):
+    """mmdet ``tblr2bboxes`` (normalizer 1, normalised by the prior size, no clipping)."""
+    cx, cy = (priors[:, 0] + priors[:, 2]) / 2, (priors[:, 1] + priors[:, 3]) / 2
+    w, h = priors[:, 2] - priors[:, 0], priors[:, 3] - priors[:, 1]
+    loc = tblr * torch.stack([h, h, w, w], dim=1)
+    return torch.stack([cx - loc[:, 2], cy - loc[:, 0], cx + loc[:, 3], cy + loc[:, 1]], dim=1)
+
+
+def sigmoid_bce(x, y):
+    return torch.clamp(x, min=0) - x * y + torch.log1p(torch.exp(-x.abs()))
+
+
+# ----------------------------------------------------------------------------- stage 1: the CLN
+class ResNetBottleneck(nn.Module):
+    """torchvision Bottleneck (stride on the 3×3 conv)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet(nn.Module):
+    """torchvision/mmdet ResNet (style pytorch) → C2..C5; ``frozen_stages`` and ``norm_eval`` as mmdet."""
+
+    def __init__(self, stage_blocks=(3, 4, 6, 3), base: int = 64, frozen_stages: int = -1, norm_eval: bool = False):
+        super().__init__()
+        self.frozen_stages, self.norm_eval = frozen_stages, norm_eval
+        self.conv1 = nn.Conv2d(3, base, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        inplanes = base
+        for i, n in enumerate(stage_blocks):
+            planes = base * 2 ** i
+            blocks = [ResNetBottleneck(inplanes, planes, 1 if i == 0 else 2)]
+            inplanes = planes * 4
+            blocks += [ResNetBottleneck(inplanes, planes) for _ in range(1, n)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        frozen = [self.conv1, self.bn1] + [getattr(self, f"layer{i}") for i in range(1, frozen_stages + 1)]
+        for m in (frozen if frozen_stages >= 0 else []):
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and (self.norm_eval or self.frozen_stages >= 0):  # mmdet: frozen stages and norm_eval BNs in eval
+            frozen = [self.bn1] + [getattr(self, f"layer{i}") for i in range(1, self.frozen_stages + 1)]
+            for m in (self.modules() if self.norm_eval else [mm for f in frozen for mm in f.modules()]):
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        outs = []
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            outs.append(x)
+        return outs
+
+
+class ConvModule(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class FPN(nn.Module):
+    """mmdet FPN (no extra convs): P2..P5 and P6 = max_pool(P5, 1, stride 2)."""
+
+    def __init__(self, in_channels, out_channels: int, num_outs: int = 5):
+        super().__init__()
+        self.num_outs = num_outs
+        self.lateral_convs = nn.ModuleList([ConvModule(c, out_channels, 1) for c in in_channels])
+        self.fpn_convs = nn.ModuleList([ConvModule(out_channels, out_channels, 3) for _ in in_channels])
+
+    def forward(self, inputs):
+        lat = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        for i in range(len(lat) - 1, 0, -1):
+            lat[i - 1] = lat[i - 1] + F.interpolate(lat[i], size=lat[i - 1].shape[-2:], mode="nearest")
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, lat)]
+        while len(outs) < self.num_outs:
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        return outs
+
+
+class OlnRPNHead(nn.Module):
+    def __init__(self, in_channels: int, feat_channels: int):
+        super().__init__()
+        self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
+        self.rpn_cls = nn.Conv2d(feat_channels, 1, 1)
+        self.rpn_reg = nn.Conv2d(feat_channels, 4, 1)
+        self.rpn_obj = nn.Conv2d(feat_channels, 1, 1)
+
+    def forward(self, feats):
+        outs = []
+        for x in feats:
+            x = F.normalize(F.relu(self.rpn_conv(x)), dim=1)
+            outs.append((self.rpn_cls(x), self.rpn_reg(x), self.rpn_obj(x)))
+        return outs
+
+    @staticmethod
+    def losses(outs, t: dict) -> dict:
+        """OLN-RPN losses per level from fixed anchor targets ``t`` (:func:`capture_stage1_targets`)."""
+        avg, anchors = float(t["num_total_samples"]), t["anchors"]
+        losses = dict(loss_rpn_cls=[], loss_rpn_bbox=[], loss_rpn_obj=[])
+        start = 0
+        for (cls, reg, obj), size in zip(outs, t["level_sizes"]):
+            sl = slice(start, start + size)
+            start += size
+            b = cls.shape[0]
+            flat = lambda p, c: p.permute(0, 2, 3, 1).reshape(b, -1, c)  # noqa: E731
+            labels, lw = t["labels"][:, sl].reshape(-1), t["label_weights"][:, sl].reshape(-1)
+            x = flat(cls, 1).reshape(-1)
+            losses["loss_rpn_cls"].append(0.0 * (sigmoid_bce(x, (labels == 0).float()) * lw).sum() / avg)
+            boxes = tblr2bboxes(anchors[sl].repeat(b, 1), flat(reg, 4).reshape(-1, 4))
+            iou = bbox_overlaps_aligned(boxes, t["bbox_targets"][:, sl].reshape(-1, 4)).clamp(min=1e-6)
+            bw = t["bbox_weights"][:, sl].reshape(-1, 4).mean(-1)
+            losses["loss_rpn_bbox"].append(10.0 * ((1 - iou) * bw).sum() / avg)
+            o = torch.sigmoid(flat(obj, 1).reshape(-1))
+            losses["loss_rpn_obj"].append(((o - t["objectness_targets"][:, sl].reshape(-1)).abs()
+                                           * t["objectness_weights"][:, sl].reshape(-1)).sum() / avg)
+        return losses
+
+
+class Shared2FCBBoxScoreHead(nn.Module):
+    def __init__(self, in_channels: int, fc_out_channels: int, roi_feat_size: int = 7):
+        super().__init__()
+        self.shared_fcs = nn.ModuleList([nn.Linear(in_channels * roi_feat_size ** 2, fc_out_channels),
+                                         nn.Linear(fc_out_channels, fc_out_channels)])
+        self.fc_cls = nn.Linear(fc_out_channels, 2)
+        self.fc_reg = nn.Linear(fc_out_channels, 4)
+        self.fc_bbox_score = nn.Linear(fc_out_channels, 1)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for fc in self.shared_fcs:
+            x = F.relu(fc(x))
+        return self.fc_cls(x), self.fc_reg(x), self.fc_bbox_score(x)
+
+    @staticmethod
+    def losses(cls_score, bbox_pred, bbox_score, t: dict) -> dict:
+        labels, lw, bt, bw, st, sw = (t[k] for k in ("labels", "label_weights", "bbox_targets", "bbox_weights",
+                                                     "score_targets", "score_weights"))
+        n = cls_score.shape[0]
+        avg = max(float((lw > 0).sum()), 1.0)
+        ce = F.cross_entropy(cls_score, labels, reduction="none")
+        pos = ((labels >= 0) & (labels < 1)).float()[:, None]
+        return dict(loss_cls=(ce * lw).sum() / avg,
+                    loss_bbox=((bbox_pred - bt).abs() * bw * pos).sum() / n,
+                    loss_bbox_score=((torch.sigmoid(bbox_score.reshape(-1)) - st).abs() * sw).sum() / n)
+
+
+class _RoIHeadCLN(nn.Module):
+    def __init__(self, in_channels: int, fc_out_channels: int):
+        super().__init__()
+        self.bbox_head = Shared2FCBBoxScoreHead(in_channels, fc_out_channels)
+
+
+class CLN(nn.Module):
+    """Stage 1 (class-agnostic localisation network): ResNet-50 + FPN + OLN-RPN + OLN RoI head.
+    :meth:`losses` takes the anchor and RoI targets of our assigners/samplers (one draw, fixed)."""
+
+    strides = (4, 8, 16, 32)
+
+    def __init__(self, base: int = 64, fpn: int = 256, fc: int = 1024, stage_blocks=(3, 4, 6, 3),
+                 frozen_stages: int = -1, norm_eval: bool = False):
+        super().__init__()
+        self.backbone = ResNet(stage_blocks, base, frozen_stages, norm_eval)
+        self.neck = FPN([base * 4 * 2 ** i for i in range(4)], fpn)
+        self.rpn_head = OlnRPNHead(fpn, fpn)
+        self.roi_head = _RoIHeadCLN(fpn, fc)
+
+    def losses(self, img, targets: dict) -> dict:
+        feats = self.neck(self.backbone(img))
+        losses = OlnRPNHead.losses(self.rpn_head(feats), targets["rpn"])
+        rois = targets["rcnn"]["rois"]
+        roi_feats = multilevel_roi_align(feats[:4], rois, self.strides, 7)
+        losses.update(Shared2FCBBoxScoreHead.losses(*self.roi_head.bbox_head(roi_feats), targets["rcnn"]))
+        return losses
+
+
+# ----------------------------------------------------------------------------- stage 2 training: partitioned head
+class PartitionedCLIPHead(nn.Module):
+    """``BBoxHeadCLIPPartitioned`` forward and loss with fixed sampled class masks."""
+
+    def __init__(self, embeddings: list, in_channels: int, roi_feat_size: int = 7):
+        super().__init__()
+        dim = embeddings[0].shape[1]
+        self.attnpool = AttentionPool2d(roi_feat_size, in_channels, max(in_channels // 64, 1), dim)
+        self.fc_reg = nn.Linear(dim, 4)
+        self.classes = [e.shape[0] for e in embeddings]
+        for i, e in enumerate(embeddings):
+            zs = np.concatenate([e.T, np.zeros((dim, 1), np.float32)], 1)
+            self.register_buffer(f"zs_weights_{i}", torch.from_numpy(np.ascontiguousarray(zs, np.float32)))
+
+    def forward(self, x):
+        f = self.attnpool(x)
+        logits = [LOGIT_SCALE * F.normalize(f, dim=1) @ F.normalize(getattr(self, f"zs_weights_{d}"), dim=0)
+                  for d in range(len(self.classes))]
+        return logits, self.fc_reg(f)
+
+    def losses(self, logits, deltas, t: dict, num_classes: int) -> dict:
+        labels, per_image = t["labels"], []
+        for (start, stop), d, mask in zip(t["image_rows"], t["dataset_ids"], t["class_masks"]):
+            c, lab = self.classes[d], labels[start:stop]
+            target = F.one_hot(lab.clamp(max=num_classes), num_classes + 1)[:, :c].float()
+            target = target * (lab != num_classes).float()[:, None]
+            loss = sigmoid_bce(logits[d][start:stop, :c], target) * mask[None]
+            per_image.append(loss.sum() / (stop - start))
+        pos = ((labels >= 0) & (labels < num_classes)).float()[:, None]
+        return dict(loss_cls=sum(per_image) / len(per_image),
+                    loss_bbox=((deltas - t["bbox_targets"]).abs() * t["bbox_weights"] * pos).sum() / labels.shape[0])
+
+
+class _RoIHeadCLIPTrain(nn.Module):
+    def __init__(self, embeddings, layers, width):
+        super().__init__()
+        self.shared_head = SharedHead(layers, width)
+        self.bbox_head = PartitionedCLIPHead(embeddings, width * 32)
+
+
+class Stage2Train(nn.Module):
+    """Stage-2 training network (CLIP ResNet C4, RoIAlign 14, layer4, partitioned CLIP head).
+    ``frozen_stages`` (stem = 0, ``layer1`` = 1) get no gradients; ``norm_eval``: every BatchNorm
+    uses its running statistics in training (the official stage 2), else batch statistics."""
+
+    def __init__(self, embeddings: list, num_classes: int, layers=(1, 1, 1, 1), width: int = 16,
+                 frozen_stages: int = -1, norm_eval: bool = False):
+        super().__init__()
+        self.num_classes, self.norm_eval = num_classes, norm_eval
+        self.backbone = ModifiedResNetC4(layers, width)
+        self.roi_head = _RoIHeadCLIPTrain(embeddings, layers, width)
+        b = self.backbone
+        frozen = [b.conv1, b.bn1, b.conv2, b.bn2, b.conv3, b.bn3] if frozen_stages >= 0 else []
+        frozen += [getattr(b, f"layer{i}") for i in range(1, frozen_stages + 1)]
+        for m in frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def losses(self, img, targets: dict) -> dict:
+        c4 = self.backbone(img)
+        feats = self.roi_head.shared_head(roi_align(c4, targets["rois"], 14, 1 / 16))
+        logits, deltas = self.roi_head.bbox_head(feats)
+        return self.roi_head.bbox_head.losses(logits, deltas, targets, self.num_classes)
+
+
+def total_loss(losses: dict):
+    """mmdet ``_parse_losses``: sum of the entries named ``loss*`` (lists summed)."""
+    return sum(sum(v) if isinstance(v, list) else v for k, v in losses.items() if "loss" in k)

@@ -131,3 +131,91 @@ def test_stage2_reference_matches_ours_on_shared_weights():
         _close(logits, t_logits.numpy(), what="logits")
         _close(deltas, t_deltas.numpy(), what="deltas")
         _close(fused, t_fused.numpy(), what="fused scores")
+
+
+# ----------------------------------------------------------------------------- training steps
+train_step = _load("train_step")
+
+
+def _grads_ours(model, losses, names):
+    from unidetector.models.detectors import parse_losses
+
+    params = dict(model.named_parameters())
+    total, _ = parse_losses(losses)
+    return dict(zip(names, (g.numpy() for g in jt.grad(total, [params[n] for n in names]))))
+
+
+def _grads_ref(ref, ref_losses, names):
+    params = dict(ref.named_parameters())
+    for p in params.values():
+        p.grad = None
+    ref_module().total_loss(ref_losses).backward()
+    return {n: params[n].grad.numpy() for n in names}
+
+
+def ref_module():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import torch_reference
+
+    return torch_reference
+
+
+def _check_training_equivalence(stage, cfg, model_fn, batch, grad_names):
+    model, ref_kw = model_fn(cfg)
+    _randomise_batchnorms(model, seed=3)
+    img, metas, kw = train_step.model_inputs(*batch)
+    model.train()
+    ref = train_step.build_reference(stage, model, ref_kw)
+    losses, targets = train_step.capture_targets(model, stage, img, metas, kw)
+    ref_losses = ref.losses(torch.from_numpy(batch[0]), targets)
+    ours_v, ref_v = train_step.loss_values(losses), train_step.loss_values(ref_losses)
+    assert set(ours_v) == set(ref_v)
+    for k in ref_v:
+        assert abs(ours_v[k] - ref_v[k]) <= 1e-4 * max(abs(ref_v[k]), 1e-3), (k, ours_v[k], ref_v[k])
+    assert any(abs(v) > 1e-3 for v in ref_v.values())
+    got = _grads_ours(model, losses, grad_names)
+    want = _grads_ref(ref, ref_losses, grad_names)
+    for n in grad_names:
+        _close(got[n], want[n], rtol=2e-3, atol=1e-7, what=f"grad {n}")
+        assert np.abs(want[n]).max() > 0, n
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_stage1_training_reference_matches_ours():
+    """The CLN (ResNet + FPN + OLN-RPN + OLN RoI head, batch-statistics BN) on our targets: every loss
+    term and the gradients of the first and last layers equal ours."""
+    cfg = train_step.stage1_config(False)
+    b = cfg.model.backbone
+    b.update(base_channels=8, stage_blocks=(1, 2, 1, 1))
+    cfg.model.neck.update(in_channels=[32, 64, 128, 256], out_channels=16)
+    cfg.model.rpn_head.update(in_channels=16, feat_channels=16)
+    cfg.model.roi_head.bbox_roi_extractor.out_channels = 16
+    cfg.model.roi_head.bbox_head.update(in_channels=16, fc_out_channels=32)
+    jt.set_global_seed(0)
+    np.random.seed(0)
+    batch = train_step.random_batch(np.random.default_rng(0), 128, 160, classes=(1,))
+    _check_training_equivalence("stage1", cfg, train_step.stage1_model, batch,
+                                ["backbone.conv1.weight", "backbone.layer2.1.bn2.weight", "neck.fpn_convs.0.conv.weight",
+                                 "rpn_head.rpn_conv.weight", "rpn_head.rpn_obj.bias",
+                                 "roi_head.bbox_head.shared_fcs.0.weight", "roi_head.bbox_head.fc_bbox_score.weight"])
+
+
+@pytest.mark.parametrize("norm_eval", [False, True])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_stage2_training_reference_matches_ours(tmp_path, norm_eval):
+    """The partitioned CLIP stage 2 (two vocabularies, sampled negative classes) on our targets."""
+    cfg = train_step.stage2_config(False, str(tmp_path), classes=(7, 5), dim=16, width=8, layers=(1, 2, 1, 2))
+    if norm_eval:  # the official setting: frozen stem + layer1, running statistics
+        cfg.model.backbone.update(frozen_stages=1, norm_eval=True)
+        cfg.model.roi_head.shared_head.update(norm_eval=True)
+    cfg.model.train_cfg.rcnn.sampler.num = 12
+    jt.set_global_seed(0)
+    np.random.seed(0)
+    batch = train_step.random_batch(np.random.default_rng(1), 96, 128, classes=(7, 5), proposals=30)
+    names = ["backbone.layer3.0.conv2.weight", "roi_head.shared_head.layer4.1.conv1.weight",
+             "roi_head.bbox_head.attnpool.k_proj.weight", "roi_head.bbox_head.fc_reg.weight"]
+    if not norm_eval:
+        names.append("backbone.conv1.weight")
+    _check_training_equivalence("stage2", cfg, train_step.stage2_model, batch, names)

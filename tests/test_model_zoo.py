@@ -217,7 +217,8 @@ def zoo(tmp_path_factory):
     sd = clip_detector_weights(visual, rng, False)
     torch.manual_seed(2)
     a = 15  # anchors per location
-    for name, shape in (("rpn_conv", (32, WIDTH * 16, 3, 3)), ("rpn_cls", (a, 32, 1, 1)), ("rpn_reg", (4 * a, 32, 1, 1))):
+    for name, shape in (("rpn_conv", (32, WIDTH * 16, 3, 3)), ("rpn_cls", (a, 32, 1, 1)),
+                        ("rpn_reg", (4 * a, 32, 1, 1))):
         sd[f"rpn_head.{name}.weight"] = 0.05 * torch.randn(shape)
         sd[f"rpn_head.{name}.bias"] = 0.01 * torch.randn(shape[0])
     end2end = save_mmcv_checkpoint(root / "end2end.pth", sd, e2e_cfg.pretty_text, coco)

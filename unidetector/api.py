@@ -537,8 +537,8 @@ class Detector:
         if kind not in ("stage2", "end2end"):
             raise DetectorError(describe_checkpoint(checkpoint, sd) + "; give a trained stage-2 or end-to-end "
                                 "checkpoint" if kind else
-                                f"{checkpoint}: not a UniDetector detector checkpoint (no roi_head.bbox_head.attnpool / "
-                                "fc_reg weights): give a stage-2 or end-to-end checkpoint")
+                                f"{checkpoint}: not a UniDetector detector checkpoint (no "
+                                "roi_head.bbox_head.attnpool / fc_reg weights): give a stage-2 or end-to-end checkpoint")
         own = kind == "end2end" and proposal_checkpoint is None
         if require_proposal_source and kind == "stage2" and proposal_checkpoint is None:
             raise DetectorError(f"{checkpoint} is a stage-2 (CLIP RoI classifier) checkpoint: it classifies proposals "

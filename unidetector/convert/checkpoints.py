@@ -256,7 +256,8 @@ def checkpoint_kind_message(path, state_dict: dict, expected) -> str | None:
     """Why the checkpoint at ``path`` cannot be the model: ``expected`` is the kind of model asked for
     (1 / ``'stage1'``, 2 / ``'stage2'``, ``'end2end'``) or its model config (:func:`config_kind`). None
     when the kinds agree or either is unknown; initialisations fit the models they initialise
-    (``load_from``: ``backbone`` any, ``clip_init`` stage-2 and end-to-end ones). ``unidet detect``, ``unidet test`` and ``load_from`` give the same message."""
+    (``load_from``: ``backbone`` any, ``clip_init`` stage-2 and end-to-end ones). ``unidet detect``,
+    ``unidet test`` and ``load_from`` give the same message."""
     if isinstance(expected, int):
         expected = {1: "stage1", 2: "stage2"}.get(expected)
     elif not isinstance(expected, str) and expected is not None:

@@ -46,6 +46,23 @@ def test_files_and_formats(world):
     check_embedding_rows(str(world / "emb_lvis.npy"), len(ds.cat_ids))
 
 
+def test_one_exemplar_per_class(world):
+    """Exemplar images (one object of each class, its box) as a COCO file plus a proposal file of the boxes."""
+    import pickle
+
+    w = _json(world / "world.json")
+    ex = _json(world / "exemplars.json")
+    assert len(ex["images"]) == len(ex["annotations"]) == len(w["classes"]) == len(w["exemplars"])
+    assert [a["category_id"] for a in ex["annotations"]] == [c["id"] for c in w["classes"]]
+    problems, _ = check_annotations(str(world / "exemplars.json"), str(world / "images"))
+    assert problems == [], problems
+    boxes = pickle.load(open(world / "rp_exemplars.pkl", "rb"))
+    for a, b, (name, e) in zip(ex["annotations"], boxes, w["exemplars"].items()):
+        x, y, bw, bh = a["bbox"]
+        np.testing.assert_allclose(b, [[x, y, x + bw, y + bh, 1.0]])
+        assert e["box"] == [x, y, x + bw, y + bh] and bw * bh > 0.01 * e["size"][0] * e["size"][1]
+
+
 def test_label_spaces(world):
     w = _json(world / "world.json")
     voc = w["vocabularies"]

@@ -266,7 +266,8 @@ def test_cli_other_encoder_than_recorded_is_a_warning(tmp_path, capsys):
 
 def test_synthetic_training_embeddings_establish_the_encoder(tmp_path):
     """What `unidet experiment` checkpoints are: no meta['text_encoder'], synthetic training embeddings."""
-    from unidetector.api import DetectorError, encoder_mismatch, infer_encoder, recorded_encoder
+    from unidetector.api import DetectorError
+    from unidetector.text.encoders import encoder_mismatch, infer_encoder, recorded_encoder
 
     classes = ["red star", "blue ring", "green cross"]
     sd = {"roi_head.bbox_head.zs_weights_0": _synthetic_zs(classes)}
@@ -282,7 +283,7 @@ def test_synthetic_training_embeddings_establish_the_encoder(tmp_path):
 def test_experiment_stage2_model_establishes_its_encoder(tmp_path, monkeypatch):
     """The stage-2 model of `unidet experiment` (configs/synthetic/stage2_partitioned.py on a synthetic
     world), with the meta its trainer writes, needs no --encoder."""
-    from unidetector.api import infer_encoder
+    from unidetector.text.encoders import infer_encoder
     from unidetector.config import load_config
     from unidetector.data.synthetic import generate_world
     from unidetector.engine.runner import build_model
@@ -303,7 +304,7 @@ def test_experiment_stage2_model_establishes_its_encoder(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ checkpoint kind
 def test_checkpoint_kind_message(tmp_path, capsys):
-    from unidetector.api import checkpoint_kind_message, config_stage
+    from unidetector.convert.checkpoints import checkpoint_kind_message, config_stage
 
     s1 = {"rpn_head.rpn_conv.weight": 0}
     s2 = {"roi_head.bbox_head.attnpool.c_proj.weight": 0}

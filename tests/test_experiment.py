@@ -50,37 +50,9 @@ def test_quick_experiment_report(quick_experiment):
         assert (work_dir / f).exists(), f
 
 
-@pytest.mark.slow
-def test_region_rescoring_equals_the_model_test_path(quick_experiment):
-    """The experiment scores its raw / calibrated / control vocabularies on cached region embeddings: the
-    results equal the ordinary test path (the model's ``simple_test``) image by image."""
-    import os
+def test_derangement_has_no_fixed_point():
+    from unidetector.experiment import derangement
 
-    from unidetector.engine.inference import inference
-    from unidetector.engine.regions import dataset_regions, vocabulary_results
-    from unidetector.engine.runner import build_dataset, build_model, load_weights
-    from unidetector.experiment import Experiment, derangement
-
-    work_dir, _ = quick_experiment
-    old = os.getcwd()
-    os.chdir(work_dir)
-    try:
-        exp = Experiment(work_dir, quick=True)
-        cfg = exp.config("stage2_lvis_inference.py")
-        model = build_model(cfg.model)
-        load_weights(model, "work_dirs/stage2_partitioned/latest.pkl", log=lambda *_: None)
-        dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
-        dataset.data_infos, dataset.proposals = dataset.data_infos[:4], dataset.proposals[:4]
-        want = inference(model, dataset, progress=False)
-        got = vocabulary_results(model, dataset_regions(model, dataset, progress=False),
-                                 np.load("data/synthetic/emb_lvis.npy"))
-    finally:
-        os.chdir(old)
-    assert len(got) == len(want) == 4
-    for g_img, w_img in zip(got, want):
-        assert len(g_img) == len(w_img) == 48
-        for g, w in zip(g_img, w_img):
-            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
     perm = derangement(48, 1)
     assert sorted(perm) == list(range(48)) and not (perm == np.arange(48)).any()
 
@@ -95,7 +67,12 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path):
     assert warm["stage2"]["options"] == quick["stage2"]["options"]
     report = Experiment(tmp_path, plan="warm", progress=False, log=lambda *_: None).run()
     assert report["mode"] == "warm" and report["world"]["train_a_images"] == 8
-    assert set(report["timings"]) >= {"world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control"}
+    assert set(report["timings"]) >= {"world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control",
+                                      "exemplars"}
+    ex = report["exemplars"]
+    assert len(ex["novel_classes"]) == len(report["world"]["novel_classes"]) > 0
+    assert {"AP", "APr", "novel_AP"} <= set(ex["text"]) and {"AP", "APr", "novel_AP"} <= set(ex["exemplar_for_novel"])
+    assert "one image exemplar" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "report.md").exists() and (tmp_path / "work_dirs/stage2_partitioned/latest.pkl").exists()
     with pytest.raises(ValueError, match="unknown experiment plan 'huge'"):
         Experiment(tmp_path, plan="huge")

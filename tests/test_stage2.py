@@ -15,7 +15,7 @@ from unidetector.cli import main
 from unidetector.convert import load_state_dict
 from unidetector.models import detectors  # noqa: F401  (registers the model types)
 from unidetector.models.roi_heads.bbox_heads import BBoxHeadCLIP, BBoxHeadCLIPInference, BBoxHeadCLIPPartitioned
-from unidetector.models.roi_heads.bbox_heads.bbox_head_clip import UniformNegativeClassSampler
+from unidetector.models.roi_heads.bbox_heads.bbox_head_clip import HEAD_PRIOR, UniformNegativeClassSampler
 from unidetector.registry import MODELS, build
 
 IN_CH, DIM = 64, 16  # RoI feature channels (attnpool embed dim, 1 head of 64) and text-embedding dim
@@ -290,3 +290,71 @@ def test_channels_last_inference_equals_nchw(norm_eval):
         channels_last.apply(jt.nn.MaxPool2d(2), jt.zeros((1, 4, 4, 8)))
     with pytest.raises(TypeError, match="kernel == stride"):
         channels_last.apply(jt.nn.AvgPool2d(3, stride=2, padding=1), jt.zeros((1, 4, 4, 8)))
+
+
+def _open_world_roi_head(tmp_path, num_classes=7, calibrated=False):
+    """A small ``StandardRoIHead`` with CLIP layer4 and the open-world head (optionally calibrated)."""
+    prior = tmp_path / "prior.npy"
+    np.save(prior, np.arange(1, num_classes + 1, dtype=np.float64))
+    cfg = dict(type="StandardRoIHead", with_proposal_score=True,
+               bbox_roi_extractor=dict(type="SingleRoIExtractor", out_channels=IN_CH // 2, featmap_strides=[16],
+                                       roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=0, aligned=True)),
+               shared_head=dict(type="CLIPResLayer", width=IN_CH // 32, layers=[1, 1, 1, 1],
+                                norm_eval=False),
+               bbox_head=dict(type="BBoxHeadCLIPInference", in_channels=IN_CH, num_classes=num_classes,
+                              zeroshot_path=embeddings(tmp_path, "own", num_classes, 3), beta=0.3,
+                              withcalibration=calibrated, resultfile=str(prior) if calibrated else None),
+               test_cfg=dict(score_thr=0.0001, nms=dict(type="soft_nms", iou_threshold=0.5, method="gaussian",
+                                                        sigma=0.5, min_score=1e-3), max_per_img=50))
+    return build(cfg, MODELS, key_path="roi_head")
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_one_scoring_path_simple_test_equals_region_embeddings_then_score(tmp_path, calibrated):
+    """``simple_test`` is ``region_embeddings`` + ``score_regions`` with the head's own vocabulary and
+    prior, equal to the head's plain forward + ``get_bboxes``; scoring the same regions with another
+    vocabulary equals a head built with that vocabulary."""
+    from unidetector.ops import bbox2roi
+
+    rng = np.random.default_rng(0)
+    head = _open_world_roi_head(tmp_path, calibrated=calibrated)
+    head.eval()
+    x = [jt.array(rng.normal(size=(2, IN_CH // 2, 24, 32)).astype(np.float32))]
+    metas = [dict(img_shape=(384, 512, 3), scale_factor=np.float32([2, 2, 2, 2]), ori_shape=(192, 256, 3))] * 2
+    props = []
+    for n in (5, 3):
+        xy = rng.uniform(0, 300, size=(n, 2))
+        props.append(np.concatenate([xy, xy + rng.uniform(20, 150, size=(n, 2)), rng.uniform(0.1, 1, (n, 1))],
+                                    1).astype(np.float32))
+    with jt.no_grad():
+        dets, labels = head.simple_test_bboxes(x, metas, props, head.test_cfg, rescale=True)
+        regions = head.region_embeddings(x, props, metas)
+        assert [len(r) for r in regions] == [5, 3] and regions[0].features.shape == (5, DIM)
+        rois = bbox2roi([jt.array(p) for p in props])
+        cls_score, bbox_pred = head.bbox_head(head.shared_head(head.bbox_roi_extractor(x, rois)))
+        own = np.load(tmp_path / "own.npy")
+        other = np.random.default_rng(9).normal(size=(4, DIM)).astype(np.float32)
+        for i, (start, n) in enumerate(((0, 5), (5, 3))):
+            rows = slice(start, start + n)
+            ref = head.bbox_head.get_bboxes(rois[rows], (cls_score[rows], jt.array(props[i][:, 4])), bbox_pred[rows],
+                                            metas[i]["img_shape"], metas[i]["scale_factor"], rescale=True,
+                                            cfg=head.test_cfg)
+            again = head.score_regions(regions[i], own, HEAD_PRIOR)
+            for got in ((dets[i], labels[i]), again):
+                np.testing.assert_allclose(got[0].numpy(), ref[0].numpy(), rtol=1e-5, atol=1e-4)
+                np.testing.assert_array_equal(got[1].numpy(), ref[1].numpy())
+            raw = head.score_regions(regions[i], own)          # calibration=None: raw scores
+            if calibrated:   # the prior changes the detections
+                r, c = raw[0].numpy(), ref[0].numpy()
+                assert r.shape != c.shape or not np.allclose(r[:, 4], c[:, 4])
+            # another vocabulary: the same as a head built with it (weights shared)
+            np.save(tmp_path / "other.npy", other)
+            swapped = head.score_regions(regions[i], other)
+            built = BBoxHeadCLIPInference(in_channels=IN_CH, num_classes=4, zeroshot_path=str(tmp_path / "other.npy"))
+            built.load_state_dict(head.bbox_head.state_dict())
+            built.eval()
+            ref2 = built.get_bboxes(rois[rows], (built(head.shared_head(head.bbox_roi_extractor(x, rois[rows])))[0],
+                                                 jt.array(props[i][:, 4])), bbox_pred[rows], metas[i]["img_shape"],
+                                    metas[i]["scale_factor"], rescale=True, cfg=head.test_cfg)
+            np.testing.assert_allclose(swapped[0].numpy(), ref2[0].numpy(), rtol=1e-5, atol=1e-4)
+            assert int(swapped[1].numpy().max(initial=0)) < 4

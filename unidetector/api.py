@@ -60,28 +60,21 @@ import copy
 import hashlib
 import os
 import time
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .convert.checkpoints import (CLIP_BOX_HEADS, checkpoint_kind_message, checkpoint_stage,  # noqa: F401
-                                  config_stage)
-from .errors import UnidetError
+from .convert.checkpoints import CLIP_BOX_HEADS, checkpoint_kind_message
+from .data.pipelines import image_pipeline, test_pipeline
+from .errors import DetectorError
+from .text.encoders import (EncoderMismatchWarning, TextEncoderSpec, make_text_encoder,  # noqa: F401
+                            resolve_encoder)
 
 __all__ = ["Detector", "Detections", "DetectorError", "EncoderMismatchWarning", "TextEncoderSpec",
            "checkpoint_kind_message", "make_text_encoder"]
 
-IMAGE_LOADERS = ("LoadImageFromFile", "LoadImageFromWebcam")
-
-
-class DetectorError(UnidetError, ValueError):
-    """A checkpoint, config, encoder or input that cannot make a detector (the message says why)."""
-
-
-# ----------------------------------------------------------------------------------------- results
 @dataclass
 class Detections:
     """Detections of one image, in original-image pixels, sorted by score (highest first).
@@ -114,160 +107,6 @@ class Detections:
 
 
 # ----------------------------------------------------------------------------------------- text
-@dataclass
-class TextEncoderSpec:
-    """A text encoder with a stable ``id`` (the embedding cache key) and its prompt ``templates``."""
-
-    id: str
-    encode_fn: object
-    templates: tuple = ()
-    label: str = ""          # how messages name it (default: the id)
-
-    def encode(self, names) -> np.ndarray:
-        return np.asarray(self.encode_fn(list(names)), dtype=np.float32)
-
-    def __str__(self) -> str:
-        return self.label or self.id or repr(self.encode_fn)
-
-
-def _parse_kv(text: str) -> dict:
-    out = {}
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        if "=" not in item:
-            raise DetectorError(f"encoder option {item!r}: expected key=value (e.g. synthetic:dim=1024,seed=0)")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
-
-
-def make_text_encoder(spec, embed_dim: int, templates=None) -> TextEncoderSpec:
-    """``spec``: ``"synthetic[:dim=D,seed=S]"``, ``"clip:PATH"``, a :class:`TextEncoderSpec`, or an
-    object with ``encode(names)`` (cached on disk only when it has a ``cache_id``). A CLIP encoder's id
-    (the cache key) is the sha1 of its weights file (:func:`unidetector.text.cache.file_digest`), not
-    its path; ``templates`` (CLIP only) default to the 81 official prompts."""
-    if isinstance(spec, TextEncoderSpec):
-        return spec
-    if spec is None:
-        spec = "synthetic"
-    if not isinstance(spec, str):
-        if not hasattr(spec, "encode"):
-            raise DetectorError(f"encoder {spec!r}: expected 'clip:PATH', 'synthetic' or an object with encode(names)")
-        return TextEncoderSpec(getattr(spec, "cache_id", None) or "", spec.encode)
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        from .text.synthetic_encoder import SyntheticTextEncoder
-
-        opts = _parse_kv(spec[len("synthetic:"):]) if ":" in spec else {}
-        unknown = set(opts) - {"dim", "seed"}
-        if unknown:
-            raise DetectorError(f"encoder {spec!r}: unknown options {sorted(unknown)} (synthetic:dim=D,seed=S)")
-        dim, seed = int(opts.get("dim", embed_dim)), int(opts.get("seed", 0))
-        enc = SyntheticTextEncoder(dim=dim, seed=seed)
-        return TextEncoderSpec(f"synthetic:dim={dim},seed={seed}", enc.encode)
-    if spec.startswith("clip:"):
-        path = Path(spec[len("clip:"):]).expanduser()
-        if not path.is_file():
-            raise DetectorError(f"--encoder {spec}: CLIP weights not found at {path} (OpenAI RN50.pt or a text "
-                                ".pkl from `unidet convert`)")
-        from .text.cache import file_digest
-        from .text.templates import TEMPLATES
-
-        templates = tuple(TEMPLATES if templates is None else templates)
-        holder = {}
-
-        def encode(names):  # the CLIP text tower is loaded only on a cache miss
-            from .text.embeddings import CLIPPromptEncoder, encode_class_names
-
-            if "enc" not in holder:
-                holder["enc"] = CLIPPromptEncoder(str(path))
-            return encode_class_names(names, holder["enc"].encode_text, templates)
-
-        return TextEncoderSpec(f"clip:sha1={file_digest(path)}", encode, templates, label=f"clip:{path}")
-    raise DetectorError(f"unknown encoder {spec!r}: use clip:PATH or synthetic")
-
-
-ENCODER_CHOICES = "clip:PATH (CLIP RN50 text tower: OpenAI RN50.pt or a text .pkl from `unidet convert`) or " \
-                  "synthetic[:dim=D,seed=S] (the synthetic world's word vectors)"
-
-
-class EncoderMismatchWarning(UserWarning):
-    """The text encoder given differs from the one the checkpoint was trained with."""
-
-
-def recorded_encoder(state_dict: dict, meta: dict, embed_dim: int) -> tuple:
-    """``(spec, reason)``: the text encoder the checkpoint was trained with, or ``(None, hint)`` when it
-    cannot be established. Established means: a ``text_encoder`` entry in its meta (any spec
-    :func:`make_text_encoder` accepts), or its stored training embeddings (``zs_weights*``, (D, C + 1))
-    equal the synthetic encoding of its meta ``CLASSES`` (what ``unidet experiment`` checkpoints are)."""
-    if meta.get("text_encoder"):
-        return str(meta["text_encoder"]), "recorded in the checkpoint meta"
-    classes = meta.get("CLASSES")
-    stored = [v for k, v in state_dict.items() if k.rsplit(".", 1)[-1].startswith("zs_weights")]
-    if classes:
-        from .text.synthetic_encoder import SyntheticTextEncoder
-        from .text.vocab import text_names
-
-        try:
-            emb = SyntheticTextEncoder(dim=embed_dim, seed=0).encode(text_names(classes))
-        except ValueError:
-            emb = None
-        for zs in stored:
-            zs = np.asarray(zs, dtype=np.float32)
-            if emb is not None and zs.shape == (embed_dim, len(classes) + 1) and \
-                    np.allclose(zs[:, :-1].T, emb, atol=1e-4):
-                return f"synthetic:dim={embed_dim},seed=0", "its training embeddings are the synthetic encoder's"
-    hint = ""
-    if stored:
-        norms = np.linalg.norm(np.asarray(stored[0], np.float32)[:, :-1], axis=0)
-        if norms.size and float(np.median(norms)) > 2.0:
-            hint = f"; its training text embeddings look like CLIP ones (row norms ~{float(np.median(norms)):.1f})"
-    return None, hint
-
-
-def infer_encoder(state_dict: dict, meta: dict, embed_dim: int, path="the checkpoint"):
-    """``(spec, reason)`` of :func:`recorded_encoder`; a checkpoint whose encoder cannot be established
-    raises :class:`DetectorError` asking for ``--encoder`` (no guess: another encoder's text space
-    gives meaningless scores)."""
-    spec, reason = recorded_encoder(state_dict, meta, embed_dim)
-    if spec is None:
-        clip = "look like CLIP" in reason
-        raise DetectorError(f"{path} does not record the text encoder it was trained with (no meta['text_encoder'] "
-                            f"and its training embeddings are not the synthetic encoder's{reason}): pass --encoder "
-                            f"(Python: encoder=) {ENCODER_CHOICES}; D = {embed_dim} here"
-                            + ("; for official UniDetector / RegionCLIP checkpoints: --encoder clip:RN50.pt (OpenAI "
-                               "CLIP RN50)" if clip else "")
-                            + "; or give the vocabulary's embeddings precomputed with the same text encoder: "
-                              "--embeddings E.npy (Python: embeddings=)")
-    return spec, reason
-
-
-def _encoder_family(spec, embed_dim: int):
-    """What must agree between two encoder specs: ``('synthetic', dim, seed)`` or ``('clip',)`` (any
-    path to the CLIP weights); ``None`` for encoder objects (not compared)."""
-    if isinstance(spec, TextEncoderSpec):
-        spec = spec.id
-    if not isinstance(spec, str):
-        return None
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        try:
-            opts = _parse_kv(spec[len("synthetic:"):]) if ":" in spec else {}
-            return "synthetic", int(opts.get("dim", embed_dim)), int(opts.get("seed", 0))
-        except (DetectorError, ValueError):
-            return None
-    if spec.startswith("clip:"):
-        return ("clip",)
-    return None
-
-
-def encoder_mismatch(given, recorded: str, embed_dim: int, path="the checkpoint") -> str | None:
-    """One line when the ``given`` encoder is not the ``recorded`` one (:func:`recorded_encoder`), else None."""
-    a, b = _encoder_family(given, embed_dim), _encoder_family(recorded, embed_dim)
-    if a is None or b is None or a == b:
-        return None
-    shown = given.id if isinstance(given, TextEncoderSpec) else given
-    return (f"text encoder {shown} differs from {recorded}, the one {path} was trained with: its region "
-            "embeddings are matched to that text space, so scores with another encoder are unreliable")
-
-
 # ----------------------------------------------------------------------------------------- checkpoints
 def read_detector_checkpoint(path):
     """``(state_dict, meta)`` of any supported checkpoint file (this project's ``.pkl``, mmdet/mmcv
@@ -306,44 +145,10 @@ def _config_for(path, meta, config, role: str, cfg_options=None):
     return cfg
 
 
-def _test_pipeline(cfg) -> list:
-    data = cfg.get("data") or {}
-    test = data.get("test")
-    if isinstance(test, (list, tuple)):
-        test = test[0] if test else None
-    pipeline = (test or {}).get("pipeline") or cfg.get("test_pipeline")
-    if not pipeline:
-        raise DetectorError("the config has no test pipeline (data.test.pipeline or test_pipeline)")
-    return [dict(copy.deepcopy(t)) for t in pipeline]
-
-
-def _walk(pipeline):
-    for t in pipeline:
-        yield t
-        if isinstance(t.get("transforms"), (list, tuple)):
-            yield from _walk(t["transforms"])
-
-
-def image_pipeline(pipeline: list, num_proposals: int | None = None) -> list:
-    """The test pipeline without its image loader (images are given decoded); with ``num_proposals``,
-    proposals with their score are loaded (top ``num_proposals``) and collected."""
-    out = [copy.deepcopy(t) for t in pipeline if t.get("type") not in IMAGE_LOADERS]
-    if num_proposals is None:
-        return out
-    out = [t for t in out if t.get("type") != "LoadProposals"]
-    out.insert(0, dict(type="LoadProposals", num_max_proposals=int(num_proposals), load_score=True))
-    collects = [t for t in _walk(out) if t.get("type") == "Collect"]
-    if not collects:
-        raise DetectorError("the stage-2 test pipeline has no Collect step")
-    for t in collects:
-        if "proposals" not in t["keys"]:
-            t["keys"] = list(t["keys"]) + ["proposals"]
-    return out
-
-
 def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
-    """The stage-2 model config with ``BBoxHeadCLIPInference`` (placeholder 1-class vocabulary; the
-    vocabulary is applied at scoring time), ``with_proposal_score=True`` and no ``train_cfg``."""
+    """The stage-2 model config with ``BBoxHeadCLIPInference`` without a vocabulary of its own (the
+    vocabulary is given at scoring time: ``roi_head.score_regions``), ``with_proposal_score=True`` and no
+    ``train_cfg``."""
     model = copy.deepcopy(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg))
     roi_head = model.get("roi_head") or {}
     head = roi_head.get("bbox_head") or {}
@@ -352,8 +157,7 @@ def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
                             f"({', '.join(CLIP_BOX_HEADS)}); open-vocabulary detection needs one")
     new_head = dict(type="BBoxHeadCLIPInference", roi_feat_size=head.get("roi_feat_size", 7),
                     in_channels=head.get("in_channels", 2048), reg_class_agnostic=True,
-                    zeroshot_path=np.zeros((1, embed_dim), np.float32).tolist(), num_classes=1, beta=float(beta),
-                    withcalibration=False)
+                    zeroshot_path=None, embed_dim=int(embed_dim), beta=float(beta), withcalibration=False)
     for key in ("bbox_coder", "loss_bbox", "attnpool", "reg_decoded_bbox"):
         if head.get(key) is not None:
             new_head[key] = head[key]
@@ -362,32 +166,6 @@ def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
     model["roi_head"] = roi_head
     model.pop("train_cfg", None)
     return model
-
-
-def resolve_encoder(encoder, state_dict: dict, meta: dict, embed_dim: int, path, required: bool = True) -> tuple:
-    """``(TextEncoderSpec or None, note)`` for a detector checkpoint: ``encoder`` when given (an
-    :class:`EncoderMismatchWarning` when it is not the one the checkpoint was trained with), else the
-    recorded one (:func:`infer_encoder`: :class:`DetectorError` asking for ``--encoder`` when unknown,
-    unless not ``required``, i.e. the vocabulary's embeddings are given precomputed: then ``None``)."""
-    if encoder is None:
-        if not required and recorded_encoder(state_dict, meta, embed_dim)[0] is None:
-            return None, "precomputed embeddings only"
-        spec, note = infer_encoder(state_dict, meta, embed_dim, path)
-        if spec.startswith("clip:") and not Path(spec[len("clip:"):]).expanduser().is_file():
-            if not required:
-                return None, f"the recorded {spec} is not here; precomputed embeddings only"
-            raise DetectorError(f"{path} was trained with the text encoder {spec} ({note}), whose weights are not "
-                                "here: pass --encoder clip:PATH (Python: encoder=) with your copy of them")
-        return make_text_encoder(spec, embed_dim), note
-    spec, _ = recorded_encoder(state_dict, meta, embed_dim)
-    enc = make_text_encoder(encoder, embed_dim)
-    if spec is not None:
-        msg = encoder_mismatch(encoder if isinstance(encoder, (str, TextEncoderSpec)) else enc, spec, embed_dim,
-                               path)
-        if msg:
-            warnings.warn(msg, EncoderMismatchWarning, stacklevel=3)
-            return enc, f"given; the checkpoint's is {spec}"
-    return enc, "given"
 
 
 def _build_loaded(model_cfg, state_dict, path, embed_dim=None):
@@ -405,19 +183,6 @@ def _build_loaded(model_cfg, state_dict, path, embed_dim=None):
         raise DetectorError(f"{path}: the weights do not fit the model of its config:\n{e.report.format()}") from None
     model.eval()
     return model
-
-
-class _SharedFeatures:
-    """``model`` whose ``extract_feat`` returns features computed already (an end-to-end model's RPN
-    and RoI head share one backbone pass; :func:`~unidetector.engine.regions.extract_regions` reads
-    only ``extract_feat`` and ``roi_head``)."""
-
-    def __init__(self, model, feats):
-        self.roi_head = model.roi_head
-        self._feats = feats
-
-    def extract_feat(self, img):
-        return self._feats
 
 
 def _image_hash(rgb: np.ndarray) -> str:
@@ -558,7 +323,7 @@ class Detector:
             if own:
                 num_proposals = int(((cfg.model.get("test_cfg") or {}).get("rpn") or {}).get("max_per_img") or 1000)
         model = _build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint, embed_dim)
-        test = _test_pipeline(cfg)
+        test = test_pipeline(cfg)
         pipeline = image_pipeline(test, num_proposals)
         proposal_model = proposal_pipeline = None
         if own:
@@ -579,7 +344,7 @@ class Detector:
             if mismatch:
                 raise DetectorError(mismatch)
             proposal_model = _build_loaded(pmodel_cfg, psd, proposal_checkpoint)
-            proposal_pipeline = image_pipeline(_test_pipeline(pcfg))
+            proposal_pipeline = image_pipeline(test_pipeline(pcfg))
         return cls(model, pipeline, enc, proposal_model, proposal_pipeline, classes=classes, score_thr=score_thr,
                    num_proposals=num_proposals, cache_size=cache_size, encoder_note=note, own_proposals=own,
                    embeddings=embeddings, kind=kind)
@@ -668,18 +433,22 @@ class Detector:
         return feats, props[jt.array(order)] if len(order) else props[:0]
 
     def regions(self, rgb, proposals, name="<array>"):
-        """Stage 2 up to the region embeddings (:class:`~unidetector.engine.regions.Regions`)."""
-        from .engine.regions import extract_regions
+        """Stage 2 up to the region embeddings (:class:`~unidetector.models.roi_heads.regions.Regions`)."""
+        import jittor as jt
 
         batch = self._prepare(self.pipeline, rgb, name, proposals)
-        return extract_regions(self.model, batch["img"], batch["img_metas"], batch["proposals"])[0]
+        with jt.no_grad():
+            return self.model.region_embeddings(jt.array(batch["img"]), batch["img_metas"], batch["proposals"])[0]
 
     def score(self, regions, embeddings: np.ndarray, names) -> Detections:
-        """Vocabulary scoring of cached regions: cosine logits, fusion, decode, soft-NMS, ``score_thr``."""
-        from .engine.regions import score_regions
-        from .models.roi_heads.bbox_heads.bbox_head_clip import classifier_weights
+        """Vocabulary scoring of cached regions (``roi_head.score_regions``: cosine logits, fusion, decode,
+        soft-NMS), then ``score_thr``."""
+        import jittor as jt
 
-        dets, labels = score_regions(self.model, regions, classifier_weights(embeddings))
+        with jt.no_grad():
+            dets, labels = self.model.roi_head.score_regions(regions, embeddings)
+        dets = np.asarray(dets.numpy(), np.float32).reshape(-1, 5)
+        labels = np.asarray(labels.numpy(), np.int64).reshape(-1)
         keep = dets[:, 4] >= self.score_thr
         dets, labels = dets[keep], labels[keep]
         order = np.argsort(-dets[:, 4], kind="stable")
@@ -717,14 +486,14 @@ class Detector:
         else:
             t = time.perf_counter()
             if proposals is None and self.own_proposals:  # end-to-end: one backbone pass for RPN and RoI head
-                from .engine.regions import extract_regions
+                import jittor as jt
 
                 batch = self._prepare(self.proposal_pipeline, rgb, name)
                 feats, props = self._rpn(batch)
                 timings["stage1"] = time.perf_counter() - t
                 t = time.perf_counter()
-                regions = extract_regions(_SharedFeatures(self.model, feats), batch["img"], batch["img_metas"],
-                                          [props])[0]
+                with jt.no_grad():
+                    regions = self.model.roi_head.region_embeddings(feats, [props], batch["img_metas"])[0]
             else:
                 if proposals is None:
                     proposals = self.propose(rgb, name)

@@ -9,3 +9,10 @@ from __future__ import annotations
 
 class UnidetError(Exception):
     """A problem with the user's input, named in the message (file, key, image, iteration)."""
+
+
+class DetectorError(UnidetError, ValueError):
+    """A checkpoint, config, encoder or input that cannot make a detector (the message says why)."""
+
+
+# ----------------------------------------------------------------------------------------- results

@@ -12,10 +12,12 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
                   with a prior from the training-set frequencies;
 7. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
                   several permutations): zero-shot transfer must collapse without a meaningful text space;
-8. ``report``     ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
+8. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
+                  the same backbone → RoIAlign → layer4 → attention pool) instead of their names;
+9. ``report``     ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
 Steps 5–7 share one pass of the network over the test set (the vocabulary only enters after the
-attention pool, :mod:`unidetector.engine.regions`). Every path is resolved against the work dir
+attention pool: ``roi_head.region_embeddings`` / ``score_regions``). Every path is resolved against the work dir
 explicitly (the synthetic configs' relative ``data/synthetic/...`` paths included, see
 :func:`unidetector.config.resolve_paths`); the current directory is never changed. The synthetic
 configs ship with the package (``unidetector/configs`` is the repository's ``configs/``), so a
@@ -37,7 +39,7 @@ STAGE1_DIR = Path("work_dirs/stage1_cln")
 STAGE2_DIR = Path("work_dirs/stage2_partitioned")
 RESULTS = Path("results")
 #: The steps, in order; ``Experiment.step_<name>`` runs each (``unidet experiment --only`` takes these names).
-STEPS = ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "report")
+STEPS = ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "exemplars", "report")
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``).
@@ -165,7 +167,7 @@ class Experiment:
         """The trained stage 2 (LVIS-style inference config) and the test set's region embeddings: one
         network pass shared by the raw, calibrated and control tests, which differ only in scoring."""
         if self._test_state is None:
-            from .engine.regions import dataset_regions
+            from .engine.inference import dataset_regions
             from .engine.runner import build_dataset, build_model, load_weights
 
             cfg = self.config("stage2_lvis_inference.py")
@@ -181,8 +183,7 @@ class Experiment:
     def _evaluate(self, embeddings: np.ndarray, prior_file=None, out=None) -> dict:
         """LVIS metrics of the test set scored with ``embeddings`` (and calibrated with a prior file)."""
         from .calibration import calibration_weights, load_prior
-        from .engine.inference import dump_results
-        from .engine.regions import vocabulary_results
+        from .engine.inference import dump_results, vocabulary_results
 
         state = self._regions()
         weights = None
@@ -234,6 +235,45 @@ class Experiment:
         control["permutations"] = [p.tolist() for p in perms]
         control["per_permutation"] = {m: [r[m] for r in runs] for m in ("AP", "APr", "APc", "APf")}
         self.report["control_shuffled_embeddings"] = control
+
+    def step_exemplars(self):
+        """Novel classes from one image exemplar each instead of their text embedding (the other classes keep
+        theirs): AP over the novel classes and overall, against the text-only vocabulary."""
+        from .engine.inference import dataset_regions, vocabulary_results
+        from .engine.runner import build_dataset
+
+        state = self._regions()
+        cfg = self.config("stage2_lvis_inference.py")
+        ex_cfg = dict(cfg.data.test, ann_file=str(self.world / "exemplars.json"),
+                      proposal_file=str(self.world / "rp_exemplars.pkl"))
+        exemplar_set = build_dataset(ex_cfg, "exemplars", test_mode=True)
+        features = np.stack([r.features[0] for r in dataset_regions(state["model"], exemplar_set, self.progress)])
+        classes = self.world_meta()["classes"]           # class order = exemplar order = embedding rows
+        novel = [i for i, c in enumerate(classes) if c["split"] == "novel"]
+        text = self.test_embeddings()
+        mixed = text.copy()
+        mixed[novel] = features[novel]
+        out = {"novel_classes": [classes[i]["name"] for i in novel], "exemplars_per_class": 1}
+        for name, emb in (("text", text), ("exemplar_for_novel", mixed)):
+            results = vocabulary_results(state["model"], state["regions"], emb)
+            metrics = state["dataset"].evaluate(results, metric=["bbox"])
+            out[name] = {k.replace("bbox_", ""): float(v) for k, v in metrics.items() if k.endswith(("AP", "APr"))}
+            out[name]["novel_AP"] = self._subset_ap(results, [classes[i]["id"] for i in novel])
+        self.report["exemplars"] = out
+
+    def _subset_ap(self, results, cat_ids) -> float:
+        """LVIS AP over the categories ``cat_ids`` only (their ground truth and detections)."""
+        from .evaluation.lvis import lvis_bbox_eval
+
+        dataset, keep = self._regions()["dataset"], set(cat_ids)
+        gt = dict(dataset.coco.dataset)
+        gt["categories"] = [c for c in gt["categories"] if c["id"] in keep]
+        gt["annotations"] = [a for a in gt["annotations"] if a["category_id"] in keep]
+        gt["images"] = [dict(im, neg_category_ids=[c for c in im.get("neg_category_ids", []) if c in keep],
+                             not_exhaustive_category_ids=[c for c in im.get("not_exhaustive_category_ids", [])
+                                                          if c in keep]) for im in gt["images"]]
+        dets = [d for d in dataset.results2json(results) if d["category_id"] in keep]
+        return float(lvis_bbox_eval(gt, dets)["AP"]) if dets else 0.0
 
     def step_report(self):
         from .experiment_report import write_report

@@ -52,7 +52,7 @@ def run(args) -> int:
     import time
 
     import unidetector  # noqa: F401  (runtime bootstrap before jittor)
-    from ..api import make_text_encoder
+    from ..text.encoders import make_text_encoder
     from ..text.cache import cached_embeddings
     from ..text.embeddings import save_embeddings
     from ..text.templates import TEMPLATE_SETS

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..text.synthetic_encoder import DEFAULT_DIM, SyntheticTextEncoder
 from .ann_tools import category_info
+from .proposals import save_proposals
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "ring", "diamond")
 COLOURS = {  # RGB
@@ -195,6 +196,25 @@ def _make_image(rng, classes_by_id, class_ids, labelled_ids, path):
     return h, w, anns, objs
 
 
+def _exemplars(rng, classes, img_dir) -> dict:
+    """One exemplar image per class (``images/exemplars/<id>.jpg``: one object of the class on a background of
+    the world's kind, as a user would crop from a photo): ``{class name: {"file", "box" [x1, y1, x2, y2],
+    "size" [h, w]}}``. ``generate_world`` also writes them as ``exemplars.json`` (COCO format) with their boxes
+    as a proposal file ``rp_exemplars.pkl`` (score 1), so a test-mode dataset embeds them."""
+    os.makedirs(osp.join(img_dir, "exemplars"), exist_ok=True)
+    out = {}
+    for c in classes:
+        h, w = (int(v) for v in rng.integers(IMG_RANGE[0], IMG_RANGE[1] + 1, size=2))
+        img = _background(rng, h, w)
+        size = float(rng.uniform(0.3, 0.5) * min(h, w))
+        box = _draw_object(img, rng, c["shape"], COLOURS[c["colour"]], w / 2, h / 2, size)
+        fname = f"exemplars/{c['id']:03d}.jpg"
+        cv2.imwrite(osp.join(img_dir, fname), cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        out[c["name"]] = {"file": fname, "box": [int(v) for v in box], "size": [h, w]}
+    return out
+
+
 def _zipf_weights(rng, n) -> np.ndarray:
     w = 1.0 / (1 + rng.permutation(n)).astype(np.float64)
     return w / w.sum()
@@ -291,6 +311,16 @@ def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: 
                  osp.join(out_dir, f"emb_{key}.npy"))
         files[f"emb_{key}"] = f"emb_{key}.npy"
     files["images"] = "images"
+    exemplars = _exemplars(np.random.default_rng([seed, 3]), classes, img_dir)  # own RNG: the sets stay as they were
+    ex_images, ex_anns = [], []
+    for k, (c, e) in enumerate(zip(classes, exemplars.values()), 1):   # one image per class, in class order
+        ex_images.append(dict(id=k, file_name=e["file"], width=e["size"][1], height=e["size"][0],
+                              neg_category_ids=[], not_exhaustive_category_ids=[]))
+        ex_anns.append(_annotation(k, k, c["id"], e["box"]))
+    with open(osp.join(out_dir, "exemplars.json"), "w") as f:
+        json.dump(dict(images=ex_images, annotations=ex_anns, categories=lvis_cats), f)
+    save_proposals([np.float32([[*e["box"], 1.0]]) for e in exemplars.values()], osp.join(out_dir, "rp_exemplars.pkl"))
+    files.update(exemplars="exemplars.json", exemplar_boxes="rp_exemplars.pkl")
 
     def role(cid):
         return ("novel" if cid in split["novel"] else
@@ -311,6 +341,7 @@ def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: 
                    train_b_boxes=len(train_b["annotations"]), train_b_unlabelled_objects=unl_b,
                    val_images=len(images), val_boxes=len(anns)),
         files=files,
+        exemplars=exemplars,
     )
     with open(osp.join(out_dir, "world.json"), "w") as f:
         json.dump(world, f, indent=1)

@@ -132,6 +132,34 @@ def collect_results(part, rank, world, tmpdir=None):
     return out
 
 
+def dataset_regions(model, dataset, progress: bool = True) -> list:
+    """Region embeddings (:class:`~unidetector.models.roi_heads.regions.Regions`) of every image of a test-mode
+    ``dataset`` with its proposals: one pass of the network, to be scored against any vocabulary."""
+    from tqdm import tqdm
+
+    from ..data.loader import DetectionLoader
+
+    model.eval()
+    loader = DetectionLoader(dataset, batch_size=1, shuffle=False, num_workers=0, keep_numpy_targets=False)
+    regions = []
+    with jt.no_grad():
+        for batch in tqdm(loader, total=len(loader), desc="region embeddings", disable=None if progress else True,
+                          dynamic_ncols=True):
+            regions += model.region_embeddings(batch["img"], batch["img_metas"], batch.get("proposals"))
+    return regions
+
+
+def vocabulary_results(model, regions: list, embeddings, calibration=None) -> list:
+    """Per-image mmdet results (lists over classes of ``(n, 5)`` arrays) of cached ``regions`` scored with
+    ``embeddings`` ``(C, D)`` and optional ``(C,)`` calibration weights."""
+    from ..ops import bbox2result
+
+    embeddings = np.asarray(embeddings, np.float32)
+    with jt.no_grad():
+        return [bbox2result(*model.roi_head.score_regions(r, embeddings, calibration), len(embeddings))
+                for r in regions]
+
+
 def dump_results(results, path) -> None:
     """``.pkl`` (mmdet list, what ``--out`` writes) or ``.json`` (COCO result list)."""
     from ..evaluation.results import save_results

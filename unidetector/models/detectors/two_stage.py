@@ -119,11 +119,21 @@ class TwoStageDetector(nn.Module):
                                                   gt_bboxes_ignore, **kwargs))
         return losses
 
+    def _test_proposals(self, x, img_metas, proposals):
+        if proposals is not None:
+            return proposals
+        if not self.with_rpn:
+            raise ValueError(f"{type(self).__name__} has no RPN: pass proposals for every image")
+        return self.rpn_head.simple_test_rpn(x, img_metas)
+
     def simple_test(self, img, img_metas, proposals=None, rescale: bool = False) -> list:
         """Per-image results of ``roi_head.simple_test`` (RPN test proposals unless ``proposals``)."""
         x = self.extract_feat(img)
-        if proposals is None:
-            if not self.with_rpn:
-                raise ValueError(f"{type(self).__name__} has no RPN: pass proposals for every image")
-            proposals = self.rpn_head.simple_test_rpn(x, img_metas)
-        return self.roi_head.simple_test(x, proposals, img_metas, rescale=rescale)
+        return self.roi_head.simple_test(x, self._test_proposals(x, img_metas, proposals), img_metas, rescale=rescale)
+
+    def region_embeddings(self, img, img_metas, proposals=None) -> list:
+        """Per image, the RoI head's :class:`~unidetector.models.roi_heads.regions.Regions` (region embeddings
+        and box deltas, before any vocabulary): the proposals given (``(n, 5)`` network-input pixels) or,
+        for a detector with an RPN (end-to-end), its own. Score them with ``roi_head.score_regions``."""
+        x = self.extract_feat(img)
+        return self.roi_head.region_embeddings(x, self._test_proposals(x, img_metas, proposals), img_metas)

@@ -10,19 +10,28 @@ proposals), then for the whole batch::
     cls_score, bbox_pred = bbox_head(feats)
     losses = bbox_head.loss(...)                             # a partitioned head also gets
                                                              # img_metas and sampling_results
-Testing: the same forward on all proposals; per image ``bbox_head.get_bboxes`` (decode, rescale,
-NMS) and ``bbox2result``. With ``with_proposal_score=True`` the proposals carry their stage-1 score in
-the last column and the head receives ``(cls_score, proposals[:, -1])`` (open-world inference). A
-partitioned head (list of logits) is tested with the first vocabulary, as officially.
+Testing is two steps, so that the vocabulary is a runtime input (UniDetector's open-world idea: it
+enters only after the attention pool)::
+
+    regions = roi_head.region_embeddings(x, proposals, img_metas)   # per image: (N, D) embeddings, deltas
+    dets, labels = roi_head.score_regions(regions[i], vocabulary)   # any (C, D) text/exemplar embeddings
+
+``simple_test`` is their composition with the head's own vocabulary (a partitioned head: the first one,
+as officially) and its own calibration prior. With ``with_proposal_score=True`` the proposals carry their
+stage-1 score in the last column and the head fuses it into the class scores (open-world inference).
 """
 from __future__ import annotations
 
 import jittor as jt
 from jittor import nn
 
+import numpy as np
+
 from ...ops import bbox2result, bbox2roi
 from ...ops.boxes import as_var
 from ...registry import MODELS, TASK_UTILS, build
+from .bbox_heads.bbox_head_clip import HEAD_PRIOR
+from .regions import Regions
 
 __all__ = ["StandardRoIHead"]
 
@@ -100,33 +109,51 @@ class StandardRoIHead(nn.Module):
         results.update(loss_bbox=loss, rois=rois, targets=targets)
         return results
 
-    def simple_test_bboxes(self, x, img_metas, proposals, rcnn_test_cfg, rescale=False):
-        """Per-image ``det_bboxes (k, 5)`` and ``det_labels (k,)`` (or boxes and scores when
-        ``rcnn_test_cfg`` is None)."""
+    def region_embeddings(self, x, proposals, img_metas) -> list:
+        """One :class:`Regions` per image: RoIAlign → shared head → ``bbox_head.embed`` (attention-pool
+        embeddings and box deltas). ``proposals``: per image ``(n_i, 5)`` ``[x1, y1, x2, y2, score]`` in
+        network-input pixels (a 4-column array gets score 1)."""
         proposals = [as_var(p) for p in proposals]
         rois = bbox2roi(proposals)
-        counts = [p.shape[0] for p in proposals]
-        if rois.shape[0] == 0:
-            return ([jt.zeros((0, 5))] * len(proposals), [jt.zeros((0,), dtype="int64")] * len(proposals))
-        results = self._bbox_forward(x, rois)
-        cls_score = results["cls_score"]
-        if isinstance(cls_score, list):
-            cls_score = cls_score[0]
+        if rois.shape[0]:
+            feats = self.bbox_roi_extractor(x[:self.bbox_roi_extractor.num_inputs], rois)
+            if self.with_shared_head:
+                feats = self.shared_head(feats)
+            features, deltas = (v.numpy() for v in self.bbox_head.embed(feats))
+        else:
+            features, deltas = np.zeros((0, self.bbox_head.embed_dim), np.float32), np.zeros((0, 4), np.float32)
+        rois = rois.numpy()
+        out, start = [], 0
+        for p, meta in zip(proposals, img_metas):
+            rows = slice(start, start + p.shape[0])
+            start += p.shape[0]
+            scores = p[:, 4].numpy() if p.shape[1] > 4 else np.ones(p.shape[0], np.float32)
+            out.append(Regions(features[rows], deltas[rows], rois[rows], scores, tuple(meta["img_shape"]),
+                               np.asarray(meta["scale_factor"], np.float32), tuple(meta.get("ori_shape", ()))))
+        return out
+
+    def score_regions(self, regions: Regions, vocabulary=None, calibration=None, cfg="test_cfg", rescale=True):
+        """Detections of one image's ``regions`` under ``vocabulary``: ``(dets (k, 5), labels (k,))`` (boxes
+        in original-image pixels with ``rescale``), or ``(boxes, scores)`` when ``cfg`` is None.
+
+        ``vocabulary``: ``(C, D)`` text or exemplar embeddings (None: the head's own); ``calibration``:
+        ``(C,)`` weights ``w / mean(w)``, None for raw scores, or ``HEAD_PRIOR`` (the head's own prior);
+        ``cfg``: the rcnn test cfg (default ``self.test_cfg``). Proposal scores are fused when the head
+        fuses them (``BBoxHeadCLIPInference``) and ``with_proposal_score`` is set.
+        """
+        cfg = self.test_cfg if isinstance(cfg, str) and cfg == "test_cfg" else cfg
+        scores = regions.proposal_scores if self.with_proposal_score else None
+        return self.bbox_head.score(regions.features, regions.deltas, regions.rois, scores, vocabulary,
+                                    regions.img_meta, calibration=calibration, cfg=cfg, rescale=rescale)
+
+    def simple_test_bboxes(self, x, img_metas, proposals, rcnn_test_cfg, rescale=False):
+        """Per-image ``det_bboxes (k, 5)`` and ``det_labels (k,)`` (or boxes and scores when
+        ``rcnn_test_cfg`` is None): :meth:`region_embeddings` scored with the head's own vocabulary and prior."""
         det_bboxes, det_labels = [], []
-        start = 0
-        for i, n in enumerate(counts):
-            rows = slice(start, start + n)
-            start += n
-            if n == 0:
-                det_bboxes.append(jt.zeros((0, 5)))
-                det_labels.append(jt.zeros((0,), dtype="int64"))
-                continue
-            score_i = (cls_score[rows], proposals[i][:, -1]) if self.with_proposal_score else cls_score[rows]
-            det_bbox, det_label = self.bbox_head.get_bboxes(
-                rois[rows], score_i, results["bbox_pred"][rows], img_metas[i]["img_shape"],
-                img_metas[i]["scale_factor"], rescale=rescale, cfg=rcnn_test_cfg)
-            det_bboxes.append(det_bbox)
-            det_labels.append(det_label)
+        for regions in self.region_embeddings(x, proposals, img_metas):
+            dets, labels = self.score_regions(regions, None, HEAD_PRIOR, rcnn_test_cfg, rescale)
+            det_bboxes.append(dets)
+            det_labels.append(labels)
         return det_bboxes, det_labels
 
     def simple_test(self, x, proposal_list, img_metas, proposals=None, rescale=False) -> list:

@@ -144,6 +144,20 @@ def load_image_counts(cat_freq_path) -> np.ndarray | None:
     return np.array([c["image_count"] for c in sorted(cats, key=lambda c: c["id"])], np.float64)
 
 
+HEAD_PRIOR = object()  # calibration argument: the head's own prior (from ``resultfile``), if any
+
+
+def apply_calibration(p: jt.Var, weights) -> jt.Var:
+    """``p (n, C + 1)`` with its class columns multiplied by ``(C,)`` weights (None: unchanged)."""
+    if weights is None:
+        return p
+    weights = np.asarray(weights, np.float32).reshape(-1)
+    if weights.shape[0] != p.shape[1] - 1:
+        raise ValueError(f"calibration has {weights.shape[0]} class weights, the logits {p.shape[1] - 1} "
+                         "classes (+ background)")
+    return p * jt.array(np.concatenate([weights, np.ones(1, np.float32)]))[None]
+
+
 #: element-wise ``BCEWithLogits(x, y)`` of ``(B, C)`` logits and ``(B, C)`` float targets
 sigmoid_bce = CrossEntropyLoss(use_sigmoid=True, reduction="none")
 
@@ -219,6 +233,54 @@ class CLIPBBoxHeadBase(nn.Module):
     def cosine_logits(features: jt.Var, zs_weights: jt.Var) -> jt.Var:
         """``(N, C + 1)`` = ``100 · normalize(f, dim=1) @ normalize(T, dim=0)``."""
         return LOGIT_SCALE * jt.matmul(l2_normalize(features, 1), l2_normalize(zs_weights, 0))
+
+    # ------------------------------------------------------------------ open vocabulary
+    @property
+    def embed_dim(self) -> int:
+        """``D``, the dimension of the region (and text) embeddings."""
+        return int(self.fc_reg.weight.shape[1])
+
+    def embed(self, roi_feats: jt.Var):
+        """``(N, C5, s, s)`` RoI features → region embeddings ``(N, D)`` (attention pool) and class-agnostic
+        box deltas ``(N, 4)``. Everything before the vocabulary."""
+        f = self.attnpool(roi_feats)
+        return f, self.fc_reg(f)
+
+    def own_vocabulary(self) -> jt.Var:
+        """``(D, C + 1)`` classifier weights of the vocabulary the head was built with (``zs_weights``)."""
+        raise NotImplementedError
+
+    def class_scores(self, logits: jt.Var, proposal_scores=None, calibration=None) -> jt.Var:
+        """``(n, C + 1)`` test scores from logits: ``sigmoid``, times ``(C,)`` calibration weights if given."""
+        return apply_calibration(jt.sigmoid(logits), None if calibration is HEAD_PRIOR else calibration)
+
+    def score(self, embeddings, deltas, rois, proposal_scores, vocabulary, img_meta: dict, calibration=None,
+              cfg=None, rescale: bool = True):
+        """Detections of one image's regions under a vocabulary.
+
+        Args:
+            embeddings: ``(n, D)`` region embeddings (:meth:`embed`); deltas ``(n, 4)``; rois ``(n, 5)``.
+            proposal_scores: ``(n,)`` stage-1 scores (fused by heads that fuse them) or None.
+            vocabulary: ``(C, D)`` text or exemplar embeddings, or None for the head's own.
+            img_meta: ``img_shape`` and ``scale_factor`` of the network input.
+            calibration: ``(C,)`` weights ``w / mean(w)``, None (raw) or ``HEAD_PRIOR`` (the head's own).
+            cfg: rcnn test cfg (``score_thr``, ``nms``, ``max_per_img``); None returns the boxes and scores.
+        Returns ``(dets (k, 5), labels (k,))``, boxes in original pixels when ``rescale``.
+        """
+        weights = self.own_vocabulary() if vocabulary is None else \
+            classifier_weights(np.asarray(vocabulary, np.float32))
+        if len(rois) == 0:
+            if cfg is None:
+                return jt.zeros((0, 4)), jt.zeros((0, weights.shape[1]))
+            return jt.zeros((0, 5)), jt.zeros((0,), dtype="int64")
+        logits = self.cosine_logits(as_var(embeddings), weights)
+        return self.detections(logits, deltas, rois, proposal_scores, img_meta, calibration, cfg, rescale)
+
+    def detections(self, logits, deltas, rois, proposal_scores, img_meta: dict, calibration, cfg, rescale: bool):
+        """Decode, score (:meth:`class_scores`) and post-process (:meth:`postprocess`) one image."""
+        bboxes = self.decode_boxes(as_var(rois), None if deltas is None else as_var(deltas), img_meta["img_shape"],
+                                   img_meta["scale_factor"], rescale)
+        return self.postprocess(bboxes, self.class_scores(logits, proposal_scores, calibration), cfg)
 
     # ------------------------------------------------------------------ training targets
     def get_targets(self, sampling_results, gt_bboxes, gt_labels, rcnn_train_cfg, concat: bool = True):
@@ -322,24 +384,36 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
                  reg_class_agnostic=True, reg_decoded_bbox=False, reg_predictor_cfg=None, cls_predictor_cfg=None,
                  loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
                  loss_bbox=dict(type="L1Loss", loss_weight=1.0), init_cfg=None, attnpool=None,
-                 neg_class_sampler=None):
-        if zeroshot_path is None:
-            raise ValueError(f"{type(self).__name__}: zeroshot_path (the .npy text embeddings) is required")
+                 neg_class_sampler=None, embed_dim=None):
         if not with_reg:
             raise ValueError(f"{type(self).__name__}: with_reg=False is not supported")
-        emb = head_embeddings(zeroshot_path, num_classes, attnpool, type(self).__name__)
-        super().__init__(roi_feat_size, in_channels, num_classes, emb.shape[1], bbox_coder, reg_class_agnostic,
+        if zeroshot_path is None:  # no vocabulary of its own: it is given at scoring time (open world)
+            dim = embed_dim or embedding_dim(attnpool)
+            if dim is None:
+                raise ValueError(f"{type(self).__name__}: give zeroshot_path (the .npy text embeddings of its "
+                                 "vocabulary) or, for a head whose vocabulary is given at scoring time, embed_dim")
+            emb = None
+        else:
+            emb = head_embeddings(zeroshot_path, num_classes, attnpool, type(self).__name__)
+            dim = emb.shape[1]
+        super().__init__(roi_feat_size, in_channels, num_classes, int(dim), bbox_coder, reg_class_agnostic,
                          reg_decoded_bbox, loss_bbox, attnpool)
-        self.zs_weights = classifier_weights(emb)
-        self.zeroshot_files = [embedding_source(zeroshot_path)]  # per vocabulary, for messages
+        self.zs_weights = None if emb is None else classifier_weights(emb)
+        self.zeroshot_files = [embedding_source(zeroshot_path)] if emb is not None else []  # for messages
         self.image_counts = load_image_counts(cat_freq_path)
         self.loss_cls_weight = float((loss_cls or {}).get("loss_weight", 1.0))
         self.neg_class_sampler = neg_class_sampler or UniformNegativeClassSampler(fed_loss_num_cat)
 
     def execute(self, x: jt.Var):
         """``(N, C5, s, s)`` RoI features → ``cls_score (N, C + 1)``, ``bbox_pred (N, 4)``."""
-        f = self.attnpool(x)
-        return self.cosine_logits(f, self.zs_weights), self.fc_reg(f)
+        f, deltas = self.embed(x)
+        return self.cosine_logits(f, self.own_vocabulary()), deltas
+
+    def own_vocabulary(self) -> jt.Var:
+        if self.zs_weights is None:
+            raise ValueError(f"{type(self).__name__} was built without a vocabulary (zeroshot_path=None): score its "
+                             "regions with one (roi_head.score_regions(regions, embeddings))")
+        return self.zs_weights
 
     def loss(self, cls_score, bbox_pred, rois, labels, label_weights, bbox_targets, bbox_weights,
              reduction_override=None):
@@ -351,12 +425,9 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
                     loss_bbox=self.loss_box(bbox_pred, rois, labels, bbox_targets, bbox_weights))
 
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):
-        """Boxes and ``sigmoid`` scores ``(n, C + 1)`` (``cfg`` None) or NMS-ed detections."""
-        bboxes = self.decode_boxes(as_var(rois), bbox_pred, img_shape, scale_factor, rescale)
-        return self.postprocess(bboxes, jt.sigmoid(cls_score), cfg)
-
-
-HEAD_PRIOR = object()  # fuse_scores default: the head's own calibration weights
+        """Boxes and ``sigmoid`` scores ``(n, C + 1)`` (``cfg`` None) or NMS-ed detections (mmdet signature)."""
+        return self.detections(cls_score, bbox_pred, rois, None, dict(img_shape=img_shape, scale_factor=scale_factor),
+                               HEAD_PRIOR, cfg, rescale)
 
 
 @MODELS.register_module()
@@ -405,18 +476,18 @@ class BBoxHeadCLIPInference(BBoxHeadCLIP):
         ``calibration``: ``(C,)`` weights ``w / mean(w)`` to apply, ``None`` for raw scores; by default
         the head's own (from ``resultfile`` when ``withcalibration``)."""
         weights = self._calibration if calibration is HEAD_PRIOR else calibration
-        p = jt.sigmoid(logits)
-        if weights is not None:
-            weights = np.asarray(weights, np.float32).reshape(-1)
-            if weights.shape[0] != logits.shape[1] - 1:
-                raise ValueError(f"calibration has {weights.shape[0]} class weights, the logits {logits.shape[1] - 1} "
-                                 "classes (+ background)")
-            p = p * jt.array(np.concatenate([weights, np.ones(1, np.float32)]))[None]
+        p = apply_calibration(jt.sigmoid(logits), weights)
         o = as_var(proposal_scores).reshape(-1, 1)
         return p ** self.beta * o ** (1.0 - self.beta)
 
+    def class_scores(self, logits: jt.Var, proposal_scores=None, calibration=None) -> jt.Var:
+        """:meth:`fuse_scores` with the proposal scores; calibrated ``sigmoid`` without them."""
+        if proposal_scores is None:
+            return apply_calibration(jt.sigmoid(logits), self._calibration if calibration is HEAD_PRIOR else calibration)
+        return self.fuse_scores(logits, proposal_scores, calibration)
+
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):
         logits, proposal_scores = cls_score
-        bboxes = self.decode_boxes(as_var(rois), bbox_pred, img_shape, scale_factor, rescale)
-        return self.postprocess(bboxes, self.fuse_scores(logits, proposal_scores), cfg)
+        return self.detections(logits, bbox_pred, rois, proposal_scores,
+                               dict(img_shape=img_shape, scale_factor=scale_factor), HEAD_PRIOR, cfg, rescale)
 

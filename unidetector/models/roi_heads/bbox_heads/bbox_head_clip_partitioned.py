@@ -100,8 +100,12 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
 
     def execute(self, x: jt.Var):
         """``(N, C5, s, s)`` → ``[cls_score_d (N, C_d + 1) for every dataset d]``, ``bbox_pred (N, 4)``."""
-        f = self.attnpool(x)
-        return [self.cosine_logits(f, self.zs_weights(d)) for d in range(self.dataset_num)], self.fc_reg(f)
+        f, deltas = self.embed(x)
+        return [self.cosine_logits(f, self.zs_weights(d)) for d in range(self.dataset_num)], deltas
+
+    def own_vocabulary(self) -> jt.Var:
+        """The first dataset's vocabulary (the official test convention)."""
+        return self.zs_weights(0)
 
     def loss(self, cls_scores, bbox_pred, rois, img_metas, sampling_results, labels, label_weights, bbox_targets,
              bbox_weights, reduction_override=None):
@@ -125,5 +129,5 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):
         """Test with the first vocabulary's logits (``StandardRoIHead`` passes ``cls_score[0]``):
         ``sigmoid`` scores, decoded boxes, optional NMS."""
-        bboxes = self.decode_boxes(as_var(rois), bbox_pred, img_shape, scale_factor, rescale)
-        return self.postprocess(bboxes, jt.sigmoid(cls_score), cfg)
+        return self.detections(cls_score, bbox_pred, rois, None, dict(img_shape=img_shape, scale_factor=scale_factor),
+                               None, cfg, rescale)

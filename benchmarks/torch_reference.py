@@ -8,9 +8,10 @@ mmdet) state-dict keys, so :func:`load_jittor_weights` copies a Jittor model's w
 Stage 2 (open-world inference, official UniDetector ``FastRCNN`` with a CLIP RN50):
 
 * :class:`ModifiedResNetC4`: OpenAI CLIP's ``ModifiedResNet`` stem + ``layer1..3`` (stride 16);
-* :func:`roi_align`: mmcv ``roi_align`` (``aligned``, adaptive sampling), written here per RoI as
-  ``A_y · F · A_xᵀ`` over the RoI's window (bilinear sampling on a regular grid is separable; a
-  masked ``F.grid_sample`` was 2-20× slower here, torchvision is not a dependency);
+* :func:`roi_align`: mmcv ``roi_align`` (``aligned``, adaptive sampling), written here as
+  ``A_y · F · A_xᵀ`` over each RoI's window (bilinear sampling on a regular grid is separable), a
+  loop over RoIs with a hand-written backward (torchvision is not a dependency; a masked
+  ``F.grid_sample`` and a gather of padded windows were slower here);
 * :class:`CLIPRoIHead`: CLIP ``layer4`` on the RoIs, OpenAI's ``AttentionPool2d`` (key/value
   projections of all 50 tokens, as OpenAI's code), cosine logits ``100 · f̂ · t̂`` against the text
   embeddings (+ a zero background column) and the class-agnostic ``fc_reg``.
@@ -146,7 +147,9 @@ def roi_align(feat: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_
 
     Bilinear sampling on a regular grid is separable, so each RoI is ``A_y · F · A_xᵀ / count`` with
     ``A_y`` (out, H) and ``A_x`` (out, W) the summed tap weights of the samples of every bin (a
-    sample outside ``[-1, H] × [-1, W]`` contributes 0, as in mmcv), evaluated on the RoI's window.
+    sample outside ``[-1, H] × [-1, W]`` contributes 0, as in mmcv), evaluated on the RoI's window,
+    with a backward that accumulates into one map gradient (autograd through per-RoI slices would
+    allocate a full-map gradient per RoI).
     """
     _, c, h, w = feat.shape
     r = rois.to(torch.float32)
@@ -160,17 +163,46 @@ def roi_align(feat: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_
     count = (gy * gx).clamp(min=1).to(torch.float32)
     wy = (wy / count[:, None, None]).to(feat.dtype)
     wx = wx.to(feat.dtype)
-    rows, cols = wy.abs().sum(1) > 0, wx.abs().sum(1) > 0
-    outs = []
-    for k in range(rois.shape[0]):
-        ry, rx = torch.nonzero(rows[k]).flatten(), torch.nonzero(cols[k]).flatten()
-        if ry.numel() == 0 or rx.numel() == 0:
-            outs.append(feat.new_zeros((c, output_size, output_size)))
-            continue
-        y0, y9, x0, x9 = int(ry[0]), int(ry[-1]) + 1, int(rx[0]), int(rx[-1]) + 1
-        window = feat[int(rois[k, 0]), :, y0:y9, x0:x9]
-        outs.append(torch.matmul(torch.matmul(wy[k, :, y0:y9], window), wx[k, :, x0:x9].t()))
-    return torch.stack(outs) if outs else feat.new_zeros((0, c, output_size, output_size))
+    if rois.shape[0] == 0:
+        return feat.new_zeros((0, c, output_size, output_size))
+    y0, y9 = _extent(wy)
+    x0, x9 = _extent(wx)
+    windows = list(zip(rois[:, 0].long().tolist(), y0, y9, x0, x9))
+    return _SeparableRoIAlign.apply(feat, wy, wx, windows)
+
+
+def _extent(weights):
+    """Per RoI, ``[first, last + 1)`` of the map rows (or columns) with a non-zero tap (lists of ints)."""
+    used = weights.abs().sum(1) > 0                                                         # (K, L)
+    idx = torch.arange(used.shape[1])
+    first = torch.where(used, idx, used.shape[1]).min(1).values
+    last = torch.where(used, idx, -1).max(1).values
+    return first.tolist(), (last + 1).tolist()
+
+
+class _SeparableRoIAlign(torch.autograd.Function):
+    """``out[k] = A_y[k] · F[b_k] · A_x[k]ᵀ`` on each RoI's window; the backward accumulates
+    ``A_y[k]ᵀ · dout[k] · A_x[k]`` into one map gradient (no full-map tensor per RoI)."""
+
+    @staticmethod
+    def forward(ctx, feat, wy, wx, windows):
+        n_out, c = wy.shape[1], feat.shape[1]
+        out = feat.new_zeros((len(windows), c, n_out, wx.shape[1]))
+        for k, (b, y0, y9, x0, x9) in enumerate(windows):
+            if y9 > y0 and x9 > x0:
+                out[k] = torch.matmul(torch.matmul(wy[k, :, y0:y9], feat[b, :, y0:y9, x0:x9]), wx[k, :, x0:x9].t())
+        ctx.save_for_backward(wy, wx)
+        ctx.windows, ctx.feat_shape = windows, feat.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        wy, wx = ctx.saved_tensors
+        grad = grad_out.new_zeros(ctx.feat_shape)
+        for k, (b, y0, y9, x0, x9) in enumerate(ctx.windows):
+            if y9 > y0 and x9 > x0:
+                grad[b, :, y0:y9, x0:x9] += torch.matmul(torch.matmul(wy[k, :, y0:y9].t(), grad_out[k]), wx[k, :, x0:x9])
+        return grad, None, None, None
 
 
 def map_roi_levels(rois: torch.Tensor, num_levels: int, finest_scale: int = 56) -> torch.Tensor:

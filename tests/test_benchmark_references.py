@@ -61,9 +61,16 @@ def test_roi_align_reference_matches_ours(aligned, sampling_ratio):
     rng = np.random.default_rng(1)
     feat = rng.standard_normal((2, 6, 13, 17)).astype(np.float32)
     rois = _rois(rng, 40, 13 * 16, 17 * 16, batch=2)
-    got = roi_align(jt.array(feat), jt.array(rois), 7, 1 / 16, sampling_ratio, aligned=aligned).numpy()
-    want = ref.roi_align(torch.from_numpy(feat), torch.from_numpy(rois), 7, 1 / 16, sampling_ratio, aligned).numpy()
+    g = rng.standard_normal((len(rois), 6, 7, 7)).astype(np.float32)  # upstream gradient
+    jt_feat = jt.array(feat)
+    out = roi_align(jt_feat, jt.array(rois), 7, 1 / 16, sampling_ratio, aligned=aligned)
+    got, got_grad = out.numpy(), jt.grad((out * jt.array(g)).sum(), jt_feat).numpy()
+    t_feat = torch.from_numpy(feat).requires_grad_()
+    t_out = ref.roi_align(t_feat, torch.from_numpy(rois), 7, 1 / 16, sampling_ratio, aligned)
+    (t_out * torch.from_numpy(g)).sum().backward()
+    want = t_out.detach().numpy()
     _close(got, want, rtol=1e-5, atol=1e-6, what="roi_align")
+    _close(got_grad, t_feat.grad.numpy(), rtol=1e-5, atol=1e-6, what="roi_align backward")
     assert np.abs(want[1]).max() == 0                        # outside the map
     assert (np.abs(want[0]).max() == 0) == (aligned and sampling_ratio == 0)  # zero width: no samples
 

@@ -238,3 +238,42 @@ def test_directory_with_a_corrupt_file(world, tmp_path, capsys):
     assert "corrupt.png" in capsys.readouterr().err
     assert sorted(p.name for p in out.glob("*.json")) == sorted(
         [Path(s).stem + ".json" for s in world["images"][:2]] + ["summary.json"])
+
+
+def test_image_exemplars_define_classes(world, tmp_path):
+    """A class given by a box on an image goes through the same backbone → RoIAlign → layer4 → attention pool
+    as the regions: its embedding is that box's region embedding; names given both ways mix the two."""
+    import cv2
+
+    from unidetector import Detector
+    from unidetector.cli import main
+
+    data = Path(world["images"][0]).parents[2]
+    exemplars = json.loads((data / "world.json").read_text())["exemplars"]
+    name = world["novel"][0]
+    file, box = str(data / "images" / exemplars[name]["file"]), exemplars[name]["box"]
+    det = Detector.from_checkpoint(world["stage2"], proposal_checkpoint=world["stage1"], classes=world["seen"][:3],
+                                   score_thr=0.0)
+    e = det.exemplar_embedding((file, box))
+    rgb = cv2.cvtColor(cv2.imread(file), cv2.COLOR_BGR2RGB)
+    f = det.regions(rgb, np.float32([[*box, 1.0]])).features[0]
+    np.testing.assert_allclose(e, f / np.linalg.norm(f), rtol=1e-4, atol=1e-5)
+    assert abs(float(np.linalg.norm(det.exemplar_embedding(file))) - 1) < 1e-5   # whole image as the box
+
+    names, emb = det.vocabulary_embeddings(exemplars={name: (file, box)})
+    assert names == world["seen"][:3] + [name] and emb.shape == (4, det.embed_dim)
+    np.testing.assert_allclose(emb[-1], e, atol=1e-6)
+    text = det.embeddings([name])[0]
+    _, mixed = det.vocabulary_embeddings(classes=[name], exemplars={name: [(file, box), (file, box)]})
+    np.testing.assert_allclose(mixed[0], (text / np.linalg.norm(text) + e) / 2, atol=1e-5)
+
+    dets = det.detect(world["images"][0], exemplars={name: (file, box)})
+    assert dets.vocabulary == names and set(dets.names) <= set(names)
+    with pytest.raises(Exception, match="inside the image"):
+        det.exemplar_embedding((file, [0, 0, 10_000, 10]))
+
+    out = tmp_path / "ex"
+    rc = _detect(world, out, "--exemplar", f"{name}={file}:{','.join(map(str, box))}", classes=False)
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["vocabulary"] == [name]

@@ -269,3 +269,15 @@ def test_data_synth_tiny(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "data", "synth", "--out", tmp_path / "w", "--size", "tiny")
     assert rc == 0, err
     assert list((tmp_path / "w").glob("*.json"))
+
+
+def test_detect_exemplar_arguments_are_checked_first(tmp_path, capsys):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")   # never read: the arguments fail first
+    ckpt = tmp_path / "never_read.pkl"
+    for spec, words in (("no-equals", "expected NAME=IMAGE"), ("x=missing.png", "image not found: missing.png"),
+                        (f"x={img}:1,2,3,oops", "is not four numbers")):
+        rc, _, err = run_cli(capsys, "detect", img, "--checkpoint", ckpt, "--exemplar", spec)
+        assert_one_line_error(rc, err, "detect", words)
+    rc, _, err = run_cli(capsys, "detect", img, "--checkpoint", ckpt)
+    assert_one_line_error(rc, err, "detect", "--exemplar NAME=IMAGE")

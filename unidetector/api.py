@@ -264,6 +264,7 @@ class Detector:
         self.embed_dim = int(model.roi_head.bbox_head.fc_reg.weight.shape[1])
         self._regions = OrderedDict()      # (image hash, proposal key) -> Regions
         self._embeddings = {}              # tuple(names) -> (C, D) float32
+        self._exemplars = OrderedDict()    # (image hash, box) -> (D,) unit-norm exemplar embedding
         self.vocabulary = None
         self.last_timings = {}
         if classes is not None:
@@ -280,7 +281,7 @@ class Detector:
     def from_checkpoint(cls, checkpoint, proposal_checkpoint=None, classes=None, encoder=None,
                         score_thr: float = 0.3, beta: float | None = None, config=None, proposal_config=None,
                         num_proposals: int | None = None, cache_size: int = 64, embeddings=None, max_dets=None,
-                        cfg_options=None, require_proposal_source: bool = False):
+                        cfg_options=None, require_proposal_source: bool = False, text_encoder_required: bool = True):
         """A detector from a stage-2 checkpoint (with a stage-1 one for proposals; without it every
         ``detect`` call needs ``proposals=``) or an end-to-end checkpoint (its own RPN). ``config`` /
         ``proposal_config`` override the configs stored in the checkpoints; ``cfg_options``
@@ -289,7 +290,8 @@ class Detector:
         ``.npy`` path or ``(C, D)`` array of precomputed text embeddings of ``classes``. See the
         module doc for ``encoder``. ``require_proposal_source``: a stage-2 checkpoint without
         ``proposal_checkpoint`` is an error (found before any model is built; ``unidet detect`` without
-        ``--proposals``)."""
+        ``--proposals``). ``text_encoder_required=False``: the vocabulary comes from image exemplars only, so a
+        checkpoint whose text encoder cannot be established is accepted (class names then need one)."""
         import unidetector  # noqa: F401  (runtime bootstrap before jittor)
         from .convert.checkpoints import checkpoint_kind, describe_checkpoint
 
@@ -310,7 +312,8 @@ class Detector:
                                 "made elsewhere; give --proposal-checkpoint STAGE1 (run stage 1 on each image) or "
                                 "--proposals rp.pkl (Python: proposal_checkpoint= or detect(proposals=))")
         embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
-        enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint, required=embeddings is None)
+        enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint,
+                                    required=embeddings is None and text_encoder_required)
         cfg = _apply_settings(_config_for(checkpoint, meta, config, "stage-2"), checkpoint, cfg_options, max_dets)
         mismatch = checkpoint_kind_message(checkpoint, sd, cfg.model)
         if mismatch:
@@ -461,18 +464,64 @@ class Detector:
                           [names[i] for i in labels], (int(h), int(w)), list(names))
 
     # -- public -------------------------------------------------------------------------------------
-    def detect(self, image, classes=None, proposals=None, reuse_regions: bool = True) -> Detections:
-        """Detections of ``classes`` (default: the vocabulary set last) in ``image`` (a path or an RGB
-        uint8 array). ``proposals``: ``(n, 5)`` stage-1 boxes with scores in original pixels (instead
-        of the proposal model). With ``reuse_regions``, an image seen before is only re-scored."""
+    def exemplar_embedding(self, exemplar) -> np.ndarray:
+        """``(D,)`` unit-norm embedding of one image exemplar: an image (path or RGB uint8 array; the whole
+        image is the box) or ``(image, [x1, y1, x2, y2])`` with the box in its pixels. It goes through the
+        same backbone → RoIAlign → layer4 → attention pool as every region, so it lives in the space the
+        vocabulary is matched in."""
+        image, box = exemplar if isinstance(exemplar, tuple) else (exemplar, None)
+        rgb, name = load_rgb(image)
+        h, w = rgb.shape[:2]
+        box = np.float32([0, 0, w, h]) if box is None else np.asarray(box, np.float32).reshape(-1)
+        inside = (box.shape == (4,) and np.isfinite(box).all() and 0 <= box[0] < box[2] <= w
+                  and 0 <= box[1] < box[3] <= h)
+        if not inside:
+            raise DetectorError(f"exemplar {name}: the box {box.tolist()} must be x1 < x2, y1 < y2 inside the image "
+                                f"({w} x {h} pixels)")
+        key = (_image_hash(rgb), tuple(box.tolist()))
+        if key not in self._exemplars:
+            f = self.regions(rgb, np.concatenate([box, [1.0]])[None].astype(np.float32), name).features[0]
+            self._exemplars[key] = (f / max(float(np.linalg.norm(f)), 1e-12)).astype(np.float32)
+            while len(self._exemplars) > max(self.cache_size, 1):
+                self._exemplars.popitem(last=False)
+        return self._exemplars[key]
+
+    def vocabulary_embeddings(self, classes=None, exemplars=None) -> tuple:
+        """``(names, (C, D) embeddings)`` of a vocabulary of class names (``classes``, default the one set
+        last) and image ``exemplars`` (``{name: exemplar or [exemplars]}``, see :meth:`exemplar_embedding`).
+        A name given by exemplars only is their mean direction; a name given both ways mixes the two (mean
+        of the unit text and exemplar embeddings); other names keep their text embedding."""
         from .text.vocab import resolve_vocabulary
 
-        names = resolve_vocabulary(classes=classes) if classes is not None else self.vocabulary
-        if names is None:
-            raise DetectorError("no vocabulary: pass classes=[...] or call set_vocabulary first")
+        text = resolve_vocabulary(classes=classes) if classes is not None else list(self.vocabulary or [])
+        ex = {str(n).strip(): (v if isinstance(v, list) else [v]) for n, v in (exemplars or {}).items()}
+        for n, items in ex.items():
+            if not n or not items:
+                raise DetectorError(f"exemplars: every entry needs a class name and at least one exemplar ({n!r})")
+        names = text + [n for n in ex if n not in text]
+        if not names:
+            raise DetectorError("no vocabulary: pass classes=[...] (or exemplars={name: image}) or call "
+                                "set_vocabulary first")
+        if not ex:
+            return names, self.embeddings(names)
+        text_rows = dict(zip(text, self.embeddings(text))) if text else {}
+        rows = []
+        for n in names:
+            parts = [] if n not in text_rows else [text_rows[n] / max(float(np.linalg.norm(text_rows[n])), 1e-12)]
+            if n in ex:
+                e = np.mean([self.exemplar_embedding(x) for x in ex[n]], axis=0)
+                parts.append(e / max(float(np.linalg.norm(e)), 1e-12))
+            rows.append(np.mean(parts, axis=0))
+        return names, np.stack(rows).astype(np.float32)
+
+    def detect(self, image, classes=None, proposals=None, reuse_regions: bool = True, exemplars=None) -> Detections:
+        """Detections of ``classes`` (default: the vocabulary set last) and/or of classes given by image
+        ``exemplars`` (:meth:`vocabulary_embeddings`) in ``image`` (a path or an RGB uint8 array).
+        ``proposals``: ``(n, 5)`` stage-1 boxes with scores in original pixels (instead of the proposal
+        model). With ``reuse_regions``, an image seen before is only re-scored."""
         timings = {"stage1": 0.0, "regions": 0.0, "reused": False}
         t0 = time.perf_counter()
-        emb = self.embeddings(names)
+        names, emb = self.vocabulary_embeddings(classes, exemplars)
         timings["embeddings"] = time.perf_counter() - t0
         rgb, name = load_rgb(image)
         if proposals is not None:

@@ -16,3 +16,7 @@ class DetectorError(UnidetError, ValueError):
 
 
 # ----------------------------------------------------------------------------------------- results
+
+
+class UsageError(UnidetError, ValueError):
+    """Command-line arguments or API arguments that do not make a run."""

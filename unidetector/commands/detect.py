@@ -59,11 +59,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 def add_arguments(parser):
     parser.add_argument("images", nargs="+", metavar="IMAGES", help="image files and/or directories of images")
-    vocab = parser.add_mutually_exclusive_group(required=True)
+    vocab = parser.add_mutually_exclusive_group()
     vocab.add_argument("--classes", help='comma-separated class names, e.g. "red star,blue ring"; quote a name '
                        'with a comma: \'"red, dark star",blue ring\' (long lists: --vocab FILE)')
     vocab.add_argument("--vocab", help="coco | objects365 | lvis | FILE (one class name per line, or an annotation "
                        ".json: its categories by id)")
+    parser.add_argument("--exemplar", action="append", default=[], metavar="NAME=IMG[:x1,y1,x2,y2]",
+                        help="a class given by an image exemplar (the box in the image's pixels; default: the whole "
+                        "image); repeat it for more classes or more exemplars of one class (averaged); a name also in "
+                        "--classes mixes the text and the exemplars")
     parser.add_argument("--checkpoint", required=True, help="stage-2 (CLIP RoI classifier) or end-to-end checkpoint "
                         "(.pkl, or an mmdet .pth)")
     props = parser.add_mutually_exclusive_group()
@@ -199,7 +203,8 @@ def build_detector(args, names, n_images: int):
         warnings.simplefilter("always", EncoderMismatchWarning)
         try:
             return Detector.from_checkpoint(args.checkpoint, proposal_checkpoint=args.proposal_checkpoint,
-                                            classes=names, encoder=args.encoder, score_thr=args.score_thr,
+                                            classes=names or None, encoder=args.encoder,
+                                            score_thr=args.score_thr, text_encoder_required=bool(names),
                                             beta=args.beta, config=args.config,
                                             proposal_config=args.proposal_config, num_proposals=args.num_proposals,
                                             cache_size=max(64, n_images), embeddings=args.embeddings,
@@ -213,13 +218,36 @@ def build_detector(args, names, n_images: int):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def parse_exemplars(specs) -> dict:
+    """``--exemplar NAME=IMG[:x1,y1,x2,y2]`` entries as ``{name: [image path or (path, box)]}`` (files checked)."""
+    from ..errors import UsageError
+
+    out = {}
+    for spec in specs or ():
+        name, sep, rest = spec.partition("=")
+        if not sep or not name.strip() or not rest:
+            raise UsageError(f"--exemplar {spec!r}: expected NAME=IMAGE or NAME=IMAGE:x1,y1,x2,y2")
+        image, box = rest, None
+        head, colon, tail = rest.rpartition(":")
+        if colon and tail.count(",") == 3:
+            try:
+                box = [float(v) for v in tail.split(",")]
+            except ValueError:
+                raise UsageError(f"--exemplar {spec!r}: the box {tail!r} is not four numbers x1,y1,x2,y2") from None
+            image = head
+        if not Path(image).is_file():
+            raise UsageError(f"--exemplar {spec!r}: image not found: {image}")
+        out.setdefault(name.strip(), []).append(image if box is None else (image, box))
+    return out
+
+
 def run(args) -> int:
     import numpy as np
 
     import unidetector  # noqa: F401  (runtime bootstrap before jittor)
     from ..api import DetectorError
     from ..data.transforms import ImageLoadError
-    from ..errors import UnidetError
+    from ..errors import UnidetError, UsageError
     from ..text.vocab import resolve_vocabulary
 
     def fail(msg) -> int:
@@ -227,7 +255,12 @@ def run(args) -> int:
         return 2
 
     try:
-        names = resolve_vocabulary(classes=args.classes, vocab=args.vocab)
+        exemplars = parse_exemplars(args.exemplar)
+        if args.classes is None and args.vocab is None and not exemplars:
+            raise UsageError("give the vocabulary: --classes \"a,b\", --vocab coco|objects365|lvis|FILE, and/or "
+                             "--exemplar NAME=IMAGE[:x1,y1,x2,y2]")
+        names = resolve_vocabulary(classes=args.classes, vocab=args.vocab) \
+            if args.classes is not None or args.vocab is not None else []
         swap = resolve_vocabulary(classes=args.classes_swap) if args.classes_swap is not None else None
         check_options(args)
     except UnidetError as e:
@@ -249,7 +282,10 @@ def run(args) -> int:
               if detector.own_proposals else "stage-1 proposals")
     encoder = f"text encoder {detector.encoder} ({detector.encoder_note})" if detector.encoder else \
         "no text encoder (precomputed embeddings only)"
-    print(f"vocabulary: {len(names)} classes{', embeddings from ' + args.embeddings if args.embeddings else ''}; "
+    given = f" ({len(exemplars)} from image exemplars)" if exemplars else ""
+    names = names + [n for n in exemplars if n not in names]
+    given += f", embeddings from {args.embeddings}" if args.embeddings else ""
+    print(f"vocabulary: {len(names)} classes{given}; "
           f"{encoder}; {KIND_NAMES[detector.kind]} checkpoint, {source}, top "
           f"{detector.num_proposals}; beta {detector.model.roi_head.bbox_head.beta:g}; up to {detector.max_dets} "
           f"detections per image{' (official LVIS setting)' if args.vocab == 'lvis' and args.max_dets is None else ''}"
@@ -262,7 +298,8 @@ def run(args) -> int:
     entries, done, full_times = [], [], []
     for i, (image, stem) in enumerate(zip(images, stems)):
         try:
-            dets = detector.detect(image, proposals=None if proposals is None else proposals[i])
+            dets = detector.detect(image, classes=names if exemplars else None, exemplars=exemplars or None,
+                                   proposals=None if proposals is None else proposals[i])
         except (ImageLoadError, DetectorError) as e:
             failures.append({"image": image, "error": str(e)})
             print(f"[{i + 1}/{len(images)}] {image}: FAILED ({e})")

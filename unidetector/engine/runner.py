@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import os.path as osp
 
-from ..errors import UnidetError
+from ..errors import UnidetError, UsageError
 
 SECTION_KEYS = {
     "data": {"samples_per_gpu", "workers_per_gpu", "train", "val", "test"},
@@ -35,7 +35,8 @@ UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
 #: does not set is refused (``lr_confg``). Helper variables (pipelines, ``img_norm_cfg``, ...) stay allowed.
 READ_TOP = ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner", "total_epochs",
             "checkpoint_config", "log_config", "evaluation", "fp16", "load_from", "resume_from", "work_dir", "seed",
-            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load", "text_encoder",
+            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load",
+            "text_encoder",
             "test_pipeline", "train_pipeline", *UNSUPPORTED_TOP)
 
 
@@ -123,10 +124,6 @@ def build_dataset(data_cfg, key_path, test_mode=False):
 
 class TrainingSetError(UnidetError, ValueError):
     """Training data that would train nothing (no usable image, 0 iterations)."""
-
-
-class UsageError(UnidetError, ValueError):
-    """Arguments that do not make a run."""
 
 
 def annotation_files(data_cfg) -> list:

@@ -258,11 +258,13 @@ class Trainer:
         return meta
 
     def _report_changed_lr(self, path, saved_optimizer: dict) -> None:
-        """Say which lr wins when the config's base lr differs from the resumed checkpoint's (mmcv: the checkpoint's)."""
+        """Say which lr wins when the config's base lr differs from the resumed checkpoint's (as mmcv: the
+        checkpoint's)."""
         saved = [g.get("initial_lr", g.get("lr")) for g in saved_optimizer.get("param_groups", [])]
         now = [g.get("initial_lr", g.get("lr")) for g in self.optimizer.param_groups]
-        if saved and len(saved) == len(now) and any(
-                a is not None and b is not None and abs(a - b) > 1e-12 * max(abs(a), abs(b)) for a, b in zip(saved, now)):
+        differs = [a is not None and b is not None and abs(a - b) > 1e-12 * max(abs(a), abs(b))
+                   for a, b in zip(saved, now)]
+        if saved and len(saved) == len(now) and any(differs):
             self._print(f"note: the config's optimizer lr ({now[0]:g}) differs from the one in {path} ({saved[0]:g}); "
                         "resuming continues the checkpoint's schedule, so the checkpoint's value wins (as in mmcv). "
                         "To train with the new lr, start a new run with load_from=" + str(path))

@@ -483,7 +483,8 @@ class BBoxHeadCLIPInference(BBoxHeadCLIP):
     def class_scores(self, logits: jt.Var, proposal_scores=None, calibration=None) -> jt.Var:
         """:meth:`fuse_scores` with the proposal scores; calibrated ``sigmoid`` without them."""
         if proposal_scores is None:
-            return apply_calibration(jt.sigmoid(logits), self._calibration if calibration is HEAD_PRIOR else calibration)
+            weights = self._calibration if calibration is HEAD_PRIOR else calibration
+            return apply_calibration(jt.sigmoid(logits), weights)
         return self.fuse_scores(logits, proposal_scores, calibration)
 
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):

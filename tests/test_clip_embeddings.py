@@ -6,8 +6,8 @@ import pytest
 
 import unidetector  # noqa: F401
 from unidetector.cli import main
-from unidetector.text.embeddings import (clean_class_name, encode_class_names, load_class_names,
-                                         load_embeddings, save_embeddings)
+from unidetector.text.embeddings import encode_class_names, load_embeddings, save_embeddings
+from unidetector.text.vocab import clean_class_name, load_class_names
 from unidetector.text.templates import TEMPLATE_SETS, TEMPLATES
 
 

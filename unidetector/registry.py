@@ -18,7 +18,6 @@ MODELS = Registry("model")          # backbones, necks, heads, detectors, losses
 TASK_UTILS = Registry("task util")  # coders, anchor generators, assigners, samplers
 DATASETS = Registry("dataset")
 TRANSFORMS = Registry("transform")
-TEXT_ENCODERS = Registry("text encoder")
 
 
 class ConfigError(UnidetError, ValueError):

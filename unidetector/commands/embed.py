@@ -40,7 +40,7 @@ def add_arguments(parser):
 
 def class_names(args) -> list:
     """The cleaned names to encode, in order (:func:`unidetector.text.vocab.text_names`)."""
-    from ..text.embeddings import load_class_names
+    from ..text.vocab import load_class_names
     from ..text.vocab import resolve_vocabulary, text_names
 
     if args.vocab is not None or args.classes is not None:

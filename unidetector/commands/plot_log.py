@@ -14,7 +14,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from ..engine.plot_log import plot_log
+    from ..plot_log import plot_log
 
     keys = plot_log(args.log, args.out, keys=args.keys)
     print(f"{args.out}: {', '.join(keys)}")

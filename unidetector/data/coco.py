@@ -112,9 +112,11 @@ def select_categories(categories: list, classes, ann_file: str = "<json>") -> li
 
 
 def load_class_names(path: str) -> list:
-    """Class names from a text file (one per line, kept verbatim except the newline)."""
-    with open(path, "r", encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.rstrip("\n")]
+    """Class names from a text file (:func:`unidetector.text.vocab.read_class_names`: one per line, verbatim
+    except the line end; blank lines skipped)."""
+    from ..text.vocab import read_class_names
+
+    return read_class_names(path)
 
 
 def check_embedding_rows(embedding, num_classes: int, *, embedding_file: str = "<array>",

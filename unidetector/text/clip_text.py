@@ -9,7 +9,6 @@ import jittor as jt
 import numpy as np
 from jittor import nn
 
-from ..registry import TEXT_ENCODERS
 
 
 def eot_length(tokens) -> int:
@@ -74,7 +73,6 @@ class Transformer(nn.Module):
         return x
 
 
-@TEXT_ENCODERS.register_module()
 class CLIPTextEncoder(nn.Module):
     """``encode_text``: token ids (N, L ≤ context_length) → (N, embed_dim), un-normalised.
 

@@ -9,7 +9,6 @@ says how to make or fetch it; unreadable files, NaN/inf rows and wrong shapes ar
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,45 +16,6 @@ import numpy as np
 
 from ..errors import UnidetError
 from .templates import TEMPLATES
-
-
-def clean_class_name(name: str) -> str:
-    """The official cleaning: drop commas, ``+`` → space (underscores are kept)."""
-    return name.replace(",", "").replace("+", " ")
-
-
-def class_names_from_annotation(path) -> list:
-    """Category names of a COCO/LVIS json, sorted by category id, cleaned."""
-    try:
-        cats = json.loads(Path(path).read_text(encoding="utf-8"))["categories"]
-        return [clean_class_name(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EmbeddingFileError(f"{path}: not valid JSON ({e})") from None
-    except (KeyError, TypeError) as e:
-        raise EmbeddingFileError(f"{path}: expected a COCO/LVIS json whose 'categories' have 'id' and 'name' "
-                                 f"(missing {e})") from None
-
-
-def class_names_from_file(path) -> list:
-    """One class name per line (blank lines skipped), cleaned."""
-    return [clean_class_name(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def load_class_names(classes=None, ann=None, names_file=None) -> list:
-    """Class names from exactly one source: a list (or ``"a,b,c"``), an annotation json, a text file."""
-    given = [x is not None for x in (classes, ann, names_file)]
-    if sum(given) != 1:
-        raise ValueError("give exactly one of classes, ann, names_file")
-    if ann is not None:
-        names = class_names_from_annotation(ann)
-    elif names_file is not None:
-        names = class_names_from_file(names_file)
-    else:
-        items = classes.split(",") if isinstance(classes, str) else list(classes)
-        names = [clean_class_name(n.strip()) for n in items if n.strip()]
-    if not names:
-        raise EmbeddingFileError(f"no class names found in {ann or names_file or 'the class list'}")
-    return names
 
 
 def encode_class_names(names, encode_text, templates=TEMPLATES, *, progress=None) -> np.ndarray:

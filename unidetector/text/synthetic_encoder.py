@@ -18,7 +18,6 @@ import re
 
 import numpy as np
 
-from ..registry import TEXT_ENCODERS
 
 DEFAULT_DIM = 1024
 
@@ -37,7 +36,6 @@ def tokenize(phrase: str) -> list:
     return words
 
 
-@TEXT_ENCODERS.register_module()
 class SyntheticTextEncoder:
     """``encode(names) -> (C, dim) float32`` unit rows; ``save(names, path)`` writes the ``.npy``."""
 

@@ -14,9 +14,9 @@ cleaning of ``scripts/dump_clip_features_manyprompt.py``: commas dropped, ``+`` 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from .embeddings import clean_class_name
 from ..errors import UnidetError
 
 VOCAB_DIR = Path(__file__).resolve().parent / "vocabularies"
@@ -27,9 +27,48 @@ class VocabularyError(UnidetError, ValueError):
     """An empty, unreadable or unknown vocabulary."""
 
 
-def _read_names(path: Path) -> list:
-    """One name per line; line ends stripped, other whitespace kept (official trailing spaces);
-    blank lines skipped."""
+def clean_class_name(name: str) -> str:
+    """The official cleaning: drop commas, ``+`` → space (underscores are kept)."""
+    return name.replace(",", "").replace("+", " ")
+
+
+def class_names_from_annotation(path) -> list:
+    """Category names of a COCO/LVIS json, sorted by category id, cleaned."""
+    try:
+        cats = json.loads(Path(path).read_text(encoding="utf-8"))["categories"]
+        return [clean_class_name(c["name"]) for c in sorted(cats, key=lambda c: c["id"])]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VocabularyError(f"{path}: not valid JSON ({e})") from None
+    except (KeyError, TypeError) as e:
+        raise VocabularyError(f"{path}: expected a COCO/LVIS json whose 'categories' have 'id' and 'name' "
+                                 f"(missing {e})") from None
+
+
+def class_names_from_file(path) -> list:
+    """The names of a class-name file (:func:`unidetector.text.vocab.read_class_names`), cleaned."""
+    return [clean_class_name(name.strip()) for name in read_class_names(path)]
+
+
+def load_class_names(classes=None, ann=None, names_file=None) -> list:
+    """Class names from exactly one source: a list (or ``"a,b,c"``), an annotation json, a text file."""
+    given = [x is not None for x in (classes, ann, names_file)]
+    if sum(given) != 1:
+        raise VocabularyError("give exactly one of classes, ann, names_file")
+    if ann is not None:
+        names = class_names_from_annotation(ann)
+    elif names_file is not None:
+        names = class_names_from_file(names_file)
+    else:
+        items = classes.split(",") if isinstance(classes, str) else list(classes)
+        names = [clean_class_name(n.strip()) for n in items if n.strip()]
+    if not names:
+        raise VocabularyError(f"no class names found in {ann or names_file or 'the class list'}")
+    return names
+
+
+def read_class_names(path) -> list:
+    """The one reader of class-name files: one name per line; line ends stripped, other whitespace kept
+    (official trailing spaces); blank lines skipped. An unreadable file is a :class:`VocabularyError`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
@@ -40,8 +79,6 @@ def _read_names(path: Path) -> list:
 def _annotation_names(path: Path) -> list:
     """The category names of a COCO/LVIS-style annotation json, by category id (the row order of the
     official ``clip_embeddings/*.npy``), cleaned as the official embedding script does."""
-    from .embeddings import class_names_from_annotation
-
     if not path.is_file():
         raise VocabularyError(f"cannot read vocabulary file {path}: not found")
     return class_names_from_annotation(path)
@@ -58,7 +95,7 @@ def builtin_vocabulary(name: str) -> list:
             f"the built-in {name!r} vocabulary is not shipped with this installation ({path} missing): "
             f"write its {count} class names to a text file, one per line in category-id order, and pass "
             f"--vocab FILE (Python: classes=[...])")
-    names = _read_names(path)
+    names = read_class_names(path)
     if len(names) != count:
         raise VocabularyError(f"{path}: expected {count} class names, found {len(names)}")
     return names
@@ -157,7 +194,7 @@ def resolve_vocabulary(classes=None, vocab=None) -> list:
         elif str(vocab).lower().endswith(".json"):
             names = _annotation_names(Path(vocab))
         else:
-            names = _read_names(Path(vocab))
+            names = read_class_names(Path(vocab))
         source = f"built-in vocabulary {vocab!r}" if vocab in BUILTIN else f"vocabulary file {vocab}"
     else:
         from_string = isinstance(classes, str)

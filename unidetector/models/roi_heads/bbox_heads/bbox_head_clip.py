@@ -38,7 +38,6 @@ is always the sampled sigmoid BCE; only ``loss_cls['loss_weight']`` is read, by 
 """
 from __future__ import annotations
 
-import json
 import os
 from contextlib import contextmanager
 
@@ -137,11 +136,11 @@ def classifier_weights(emb: np.ndarray) -> jt.Var:
 
 def load_image_counts(cat_freq_path) -> np.ndarray | None:
     """``(C,)`` ``image_count`` of a cat-info json (``scripts/get_cat_info.py``) sorted by category id."""
+    from ....calibration import class_counts_from_cat_info  # the one reader of cat-info files
+
     if cat_freq_path is None or data_files_skipped():
         return None
-    with open(cat_freq_path, encoding="utf-8") as f:
-        cats = json.load(f)
-    return np.array([c["image_count"] for c in sorted(cats, key=lambda c: c["id"])], np.float64)
+    return class_counts_from_cat_info(cat_freq_path)
 
 
 HEAD_PRIOR = object()  # calibration argument: the head's own prior (from ``resultfile``), if any

@@ -62,11 +62,10 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .convert.checkpoints import CLIP_BOX_HEADS, checkpoint_kind_message
+from .convert.checkpoints import checkpoint_kind_message
 from .data.pipelines import image_pipeline, test_pipeline
 from .errors import DetectorError
 from .text.encoders import (EncoderMismatchWarning, TextEncoderSpec, make_text_encoder,  # noqa: F401
@@ -104,85 +103,6 @@ class Detections:
             out.append({"image_id": image_id, "category_id": int(label) + 1,
                         "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score), "class_name": name})
         return out
-
-
-# ----------------------------------------------------------------------------------------- text
-# ----------------------------------------------------------------------------------------- checkpoints
-def read_detector_checkpoint(path):
-    """``(state_dict, meta)`` of any supported checkpoint file (this project's ``.pkl``, mmdet/mmcv
-    ``.pth`` with their meta, converted official weights); ``meta`` is ``{}`` for files without one."""
-    from .convert.checkpoints import read_checkpoint_and_meta
-
-    path = Path(path)
-    if not path.is_file():
-        raise DetectorError(f"checkpoint not found: {path}")
-    sd, meta = read_checkpoint_and_meta(path)
-    return {k: np.asarray(v) for k, v in sd.items()}, meta
-
-
-def _config_for(path, meta, config, role: str, cfg_options=None):
-    """The model config of a checkpoint: ``config`` (a file or a ``Config``) when given, else the one
-    stored in its meta (:func:`~unidetector.convert.checkpoints.stored_config`); ``cfg_options``
-    (``{"a.b": value}``) merged in."""
-    from .config import Config, ConfigFileError, load_config
-    from .convert.checkpoints import stored_config
-
-    if config is not None:
-        cfg = config if isinstance(config, Config) else load_config(config)
-    else:
-        cfg = stored_config(meta, path)
-        if cfg is None:
-            option = "--config" if role != "stage-1" else "--proposal-config"
-            raise DetectorError(f"{path}: the checkpoint carries no config (meta['config']); pass the {role} config "
-                                f"explicitly ({option} FILE: the config it was trained with, or the official one of "
-                                "its kind, see docs/real_data.md 'Official model zoo')")
-    if cfg_options:
-        cfg = copy.deepcopy(cfg)
-        try:
-            cfg.merge_from_dict(dict(cfg_options))
-        except Exception as e:  # noqa: BLE001 - mmengine's errors for a key path that does not apply
-            raise ConfigFileError(f"{path}: config options {dict(cfg_options)}: {type(e).__name__}: {e}") from None
-    return cfg
-
-
-def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
-    """The stage-2 model config with ``BBoxHeadCLIPInference`` without a vocabulary of its own (the
-    vocabulary is given at scoring time: ``roi_head.score_regions``), ``with_proposal_score=True`` and no
-    ``train_cfg``."""
-    model = copy.deepcopy(model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg))
-    roi_head = model.get("roi_head") or {}
-    head = roi_head.get("bbox_head") or {}
-    if head.get("type") not in CLIP_BOX_HEADS:
-        raise DetectorError(f"stage-2 model: box head {head.get('type')!r} is not a CLIP box head "
-                            f"({', '.join(CLIP_BOX_HEADS)}); open-vocabulary detection needs one")
-    new_head = dict(type="BBoxHeadCLIPInference", roi_feat_size=head.get("roi_feat_size", 7),
-                    in_channels=head.get("in_channels", 2048), reg_class_agnostic=True,
-                    zeroshot_path=None, embed_dim=int(embed_dim), beta=float(beta), withcalibration=False)
-    for key in ("bbox_coder", "loss_bbox", "attnpool", "reg_decoded_bbox"):
-        if head.get(key) is not None:
-            new_head[key] = head[key]
-    roi_head["bbox_head"] = new_head
-    roi_head["with_proposal_score"] = True
-    model["roi_head"] = roi_head
-    model.pop("train_cfg", None)
-    return model
-
-
-def _build_loaded(model_cfg, state_dict, path, embed_dim=None):
-    """The model of ``model_cfg`` with the weights of ``state_dict`` (strict), in eval mode; built
-    without the box heads' training-time files (``without_data_files``)."""
-    from .convert.state_dict import StateDictError, load_state_dict
-    from .engine.runner import build_model
-    from .models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
-
-    with without_data_files(embed_dim):
-        model = build_model(model_cfg)
-    try:
-        load_state_dict(model, state_dict, strict=True)
-    except StateDictError as e:
-        raise DetectorError(f"{path}: the weights do not fit the model of its config:\n{e.report.format()}") from None
-    model.eval()
-    return model
 
 
 def _image_hash(rgb: np.ndarray) -> str:
@@ -225,16 +145,6 @@ LVIS_MAX_DETS = 300
 DECOUPLED_NUM_PROPOSALS, DECOUPLED_BETA = 100, 0.3
 #: End-to-end default (the official end-to-end inference): sigmoid scores only.
 END2END_BETA = 1.0
-
-
-def _apply_settings(cfg, path, cfg_options=None, max_dets=None):
-    """``cfg`` with ``cfg_options`` and ``max_dets`` (``model.test_cfg.rcnn.max_per_img``) applied."""
-    options = dict(cfg_options or {})
-    if max_dets is not None:
-        if int(max_dets) < 1:
-            raise DetectorError(f"max_dets must be at least 1 (detections per image), got {max_dets}")
-        options["model.test_cfg.rcnn.max_per_img"] = int(max_dets)
-    return _config_for(path, {}, cfg, "stage-2", options) if options else cfg
 
 
 class Detector:
@@ -294,6 +204,8 @@ class Detector:
         checkpoint whose text encoder cannot be established is accepted (class names then need one)."""
         import unidetector  # noqa: F401  (runtime bootstrap before jittor)
         from .convert.checkpoints import checkpoint_kind, describe_checkpoint
+        from .engine.open_world import (apply_settings, build_loaded, config_for, open_world_model_config,
+                                        read_detector_checkpoint)
 
         if num_proposals is not None and int(num_proposals) < 1:
             raise DetectorError(f"num_proposals must be at least 1 (the top proposals per image), got {num_proposals}")
@@ -314,7 +226,7 @@ class Detector:
         embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
         enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint,
                                     required=embeddings is None and text_encoder_required)
-        cfg = _apply_settings(_config_for(checkpoint, meta, config, "stage-2"), checkpoint, cfg_options, max_dets)
+        cfg = apply_settings(config_for(checkpoint, meta, config, "stage-2"), checkpoint, cfg_options, max_dets)
         mismatch = checkpoint_kind_message(checkpoint, sd, cfg.model)
         if mismatch:
             raise DetectorError(f"{mismatch} (the model is the one of "
@@ -325,7 +237,7 @@ class Detector:
             num_proposals = DECOUPLED_NUM_PROPOSALS
             if own:
                 num_proposals = int(((cfg.model.get("test_cfg") or {}).get("rpn") or {}).get("max_per_img") or 1000)
-        model = _build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint, embed_dim)
+        model = build_loaded(open_world_model_config(cfg.model, embed_dim, beta), sd, checkpoint, embed_dim)
         test = test_pipeline(cfg)
         pipeline = image_pipeline(test, num_proposals)
         proposal_model = proposal_pipeline = None
@@ -340,13 +252,13 @@ class Detector:
                                         + "; --proposal-checkpoint takes a stage-1 (proposal network) checkpoint"
                                         if pkind else f"{proposal_checkpoint} is not a stage-1 (proposal network) "
                                         "checkpoint: it has no rpn_head weights"))
-            pcfg = _config_for(proposal_checkpoint, pmeta, proposal_config, "stage-1")
+            pcfg = config_for(proposal_checkpoint, pmeta, proposal_config, "stage-1")
             pmodel_cfg = copy.deepcopy(pcfg.model.to_dict() if hasattr(pcfg.model, "to_dict") else dict(pcfg.model))
             pmodel_cfg.pop("train_cfg", None)
             mismatch = checkpoint_kind_message(proposal_checkpoint, psd, pmodel_cfg)
             if mismatch:
                 raise DetectorError(mismatch)
-            proposal_model = _build_loaded(pmodel_cfg, psd, proposal_checkpoint)
+            proposal_model = build_loaded(pmodel_cfg, psd, proposal_checkpoint)
             proposal_pipeline = image_pipeline(test_pipeline(pcfg))
         return cls(model, pipeline, enc, proposal_model, proposal_pipeline, classes=classes, score_thr=score_thr,
                    num_proposals=num_proposals, cache_size=cache_size, encoder_note=note, own_proposals=own,

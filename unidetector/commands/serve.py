@@ -108,7 +108,7 @@ def run(args) -> int:
     for w in caught:
         print(f"unidet serve: warning: {w.message}", file=sys.stderr)
     print(f"unidet serve: models of {source}: {stage2} (stage 2), {stage1} (stage 1); text encoder "
-          f"{detector.encoder.id or 'custom'} ({detector.encoder_note})", flush=True)
+          f"{detector.encoder or 'custom'} ({detector.encoder_note})", flush=True)
     from ..app.ui import build_demo, launch
 
     service = DetectionService(detector, limits)

@@ -14,7 +14,7 @@ same run, alternately:
   (``torch.channels_last``), with the ratio ours / PyTorch per part (< 1: ours is faster); the
   reference's equality with ours is ``tests/test_benchmark_references.py``, and the run reports the
   largest logit difference as a check. The reference's RoIAlign is plain PyTorch per RoI (no
-  torchvision), slower than a C++ kernel: its time inside the RoI head is reported (``roi_align`` in
+  torchvision, a Python loop over RoIs): its time inside the RoI head is reported (``roi_align`` in
   ``torch*_seconds``), and ``ratio_vs_best_torch`` compares with the faster PyTorch layout per part
   after swapping that time for our kernel's (``our_roi_align_seconds``). Post-processing
   (ours: decode, calibrated fusion, soft-NMS) is reported beside it, not compared;
@@ -224,7 +224,7 @@ def main():
         nchw = median_times(runs["nchw"], ("backbone", "roi_head", "postprocess"))
         result["nchw_seconds"] = dict((k, round(v, 4)) for k, v in nchw.items())
         result["speedup_vs_nchw"] = round(sum(nchw.values()) / total, 3)
-    fair = {}  # each reference with its RoIAlign time replaced by ours (a C++ kernel; ours is Python per RoI)
+    fair = {}  # each reference with its RoIAlign time replaced by ours (its RoIAlign loops over RoIs in Python)
     for name in ("torch", "torch_channels_last"):
         if name in runs:
             t = median_times(runs[name], ("backbone", "roi_head", "roi_align"))

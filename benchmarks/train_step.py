@@ -19,11 +19,11 @@ does no assignment or sampling (PyTorch is favoured by that work). ``loss_diff``
 difference between our loss terms and the reference's on that first forward, the check that both
 compute the same thing (``tests/test_benchmark_references.py`` checks it at small sizes, with
 gradients). ``ratio`` = ours / PyTorch (< 1: ours is faster); medians of ``--repeat`` iterations
-after one warm-up iteration each, run alternately. The reference's RoIAlign is Python/PyTorch per RoI
-(torchvision is not a dependency), slower than a C++ kernel: the forward + backward time of it and
-of our C++ kernel on the same RoIs and maps is reported (``roi_align_seconds``), with
-``ratio_with_torch_roi_align_as_fast_as_ours``, the ratio after swapping the reference's RoIAlign
-time for ours (PyTorch with a RoIAlign kernel as fast as ours; the fair comparison).
+after one warm-up iteration each, run alternately. The reference's RoIAlign is PyTorch with a Python
+loop over RoIs (torchvision is not a dependency): the forward + backward time of it and of our
+kernel on the same RoIs and maps is reported (``roi_align_seconds``), with
+``ratio_with_our_roi_align_time_in_torch``, the ratio after swapping the reference's RoIAlign time
+for ours, so that the RoIAlign implementation does not decide the comparison.
 
   python benchmarks/train_step.py [--stages stage1 stage2] [--repeat 3] [--full]
 """
@@ -307,13 +307,13 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
                 first_seconds=dict((k, round(v, 3)) for k, v in first.items()),
                 ratio=round(med["ours"] / med["torch"], 3), loss_diff=float(f"{loss_diff:.3g}"),
                 roi_align_seconds=dict((k, round(v, 4)) for k, v in t_align.items()),
-                ratio_with_torch_roi_align_as_fast_as_ours=round(med["ours"] / torch_fast_align, 3),
+                ratio_with_our_roi_align_time_in_torch=round(med["ours"] / torch_fast_align, 3),
                 losses=dict((k, round(v, 5)) for k, v in ours_v.items()))
 
 
 def roi_align_seconds(stage: str, ref, img, targets: dict, repeat: int) -> dict:
     """Median seconds of RoIAlign forward + backward on the step's RoIs and the reference's feature maps:
-    the reference's (``torch``: Python/PyTorch per RoI, no torchvision) and our C++ kernel (``ours``)."""
+    the reference's (``torch``: a Python loop over RoIs, no torchvision) and our kernel (``ours``)."""
     import torch
     import torch_reference as tr
 

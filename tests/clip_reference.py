@@ -16,3 +16,15 @@ def load_reference(module: str):
     mod = importlib.util.module_from_spec(mspec)
     mspec.loader.exec_module(mod)
     return mod
+
+
+def detector_keys(visual_state_dict) -> dict:
+    """OpenAI CLIP visual-tower keys under the official detector names (RegionCLIP's mapping, written out
+    here independently of ``unidetector.convert``): ``layer4.*`` → ``roi_head.shared_head.layer4.*``,
+    ``attnpool.*`` → ``roi_head.bbox_head.attnpool.*``, the rest → ``backbone.*``."""
+    out = {}
+    for k, v in visual_state_dict.items():
+        prefix = ("roi_head.shared_head." if k.startswith("layer4.") else
+                  "roi_head.bbox_head." if k.startswith("attnpool.") else "backbone.")
+        out[prefix + k] = v
+    return out

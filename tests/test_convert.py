@@ -45,19 +45,12 @@ def test_reader_torchscript_archives(tmp_path):
 
 def _mmdet_clip_checkpoint(width=8):
     """State dict of a reduced CLIP stage-2 detector with official mmdet names (from OpenAI's code)."""
-    from clip_reference import load_reference
+    from clip_reference import detector_keys, load_reference
 
     ref = load_reference("model")
     torch.manual_seed(0)
     visual = ref.ModifiedResNet(layers=(1, 1, 1, 1), output_dim=16, heads=4, input_resolution=224, width=width)
-    sd = {}
-    for k, v in visual.state_dict().items():
-        if k.startswith("layer4."):
-            sd["roi_head.shared_head." + k] = v
-        elif k.startswith("attnpool."):
-            sd["roi_head.bbox_head." + k] = v
-        else:
-            sd["backbone." + k] = v
+    sd = detector_keys(visual.state_dict())
     sd["roi_head.bbox_head.fc_reg.weight"] = torch.randn(4, 16)
     sd["roi_head.bbox_head.fc_reg.bias"] = torch.zeros(4)
     sd["roi_head.bbox_head.zs_weights"] = torch.randn(16, 81)

@@ -140,14 +140,9 @@ def save_openai_clip(ref, model, path):
 def clip_detector_weights(visual_sd, rng, partitioned: bool):
     """Official stage-2 / end-to-end key names from CLIP's visual tower (RegionCLIP's mapping), plus a
     box regression and CLIP-like training embeddings (row norms ~10)."""
-    sd = OrderedDict()
-    for k, v in visual_sd.items():
-        if k.startswith("layer4."):
-            sd["roi_head.shared_head." + k] = v
-        elif k.startswith("attnpool."):
-            sd["roi_head.bbox_head." + k] = v
-        else:
-            sd["backbone." + k] = v
+    from clip_reference import detector_keys
+
+    sd = OrderedDict(detector_keys(visual_sd))
     sd["roi_head.bbox_head.fc_reg.weight"] = torch.from_numpy(0.01 * rng.standard_normal((4, D)).astype(np.float32))
     sd["roi_head.bbox_head.fc_reg.bias"] = torch.zeros(4)
     zs = {"zs_weights_0": 81, "zs_weights_1": 366} if partitioned else {"zs_weights": 81}

@@ -91,3 +91,19 @@ def test_build_passes_defaults_and_var_kwargs():
 def test_not_a_type_dict_is_an_error():
     with pytest.raises(ConfigError, match="expected a dict with a 'type' key"):
         build(dict(size=1), TOYS, key_path="model")
+
+
+def test_resolve_paths_makes_relative_paths_relative_to_a_folder(tmp_path):
+    from unidetector.config import Config, resolve_paths
+
+    cfg = Config(dict(data=dict(train=[dict(ann_file="d/a.json", img_prefix="d/images/", proposal_file="/abs/p.pkl")],
+                                test=dict(ann_file="d/t.json", pipeline=[dict(type="Resize", img_scale="x.json")])),
+                      model=dict(roi_head=dict(bbox_head=dict(zeroshot_path=["d/e0.npy", "d/e1.npy"]))),
+                      work_dir="w", seed=0))
+    resolve_paths(cfg, tmp_path)
+    train = cfg.data.train[0]
+    assert train.ann_file == str(tmp_path / "d/a.json") and train.img_prefix == str(tmp_path / "d/images") + "/"
+    assert train.proposal_file == "/abs/p.pkl"                                   # absolute: kept
+    assert cfg.data.test.ann_file == str(tmp_path / "d/t.json") and cfg.work_dir == str(tmp_path / "w")
+    assert list(cfg.model.roi_head.bbox_head.zeroshot_path) == [str(tmp_path / "d/e0.npy"), str(tmp_path / "d/e1.npy")]
+    assert cfg.data.test.pipeline[0].img_scale == "x.json" and cfg.seed == 0     # not a path key: untouched

@@ -1,4 +1,4 @@
-"""Loss curves from ``work_dir/log.jsonl`` drawn with Pillow (no matplotlib needed).
+"""Loss curves from ``work_dir/log.jsonl`` drawn with matplotlib (Agg): ``unidet plot-log``.
 
 One panel per key (default: every train key containing ``loss``, plus ``lr``), x = global iteration.
 """
@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from .errors import UnidetError
 
-COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray",
+          "tab:olive", "tab:cyan"]
 
 
 class LogFileError(UnidetError, ValueError):
@@ -32,53 +34,66 @@ def read_log(path) -> list:
     return records
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
-
-
 def plot_log(path, out, keys=None, width=900, panel_height=260) -> list:
-    """Write a PNG of the curves of ``keys``; returns the keys drawn."""
-    from PIL import Image, ImageDraw
+    """Write a PNG (``width`` × ``panel_height`` pixels per key, 100 dpi) of the curves of ``keys``;
+    returns the keys drawn. Raises :class:`LogFileError` for a log without training records."""
+    records = read_log(path)
+    keys = log_keys(records, keys, path)
+    fig = log_figure(records, keys, width / 100, panel_height / 100, dpi=100)
+    fig.savefig(out, format="png")
+    return keys
 
-    train = [r for r in read_log(path) if r.get("mode", "train") == "train"]
-    if not train:
-        raise LogFileError(f"{path}: no training records")
+
+def log_keys(records: list, keys=None, path="log") -> list:
+    """The keys to draw: ``keys`` that occur in the training records, by default every key containing ``loss``
+    (``loss`` first, not ``loss_scale``) and ``lr``."""
+    train = _train(records, path)
     if keys is None:
         keys = sorted({k for r in train for k in r if "loss" in k and k != "loss_scale"})
         keys = (["loss"] if "loss" in keys else []) + [k for k in keys if k != "loss"] + ["lr"]
     keys = [k for k in keys if any(k in r for r in train)]
     if not keys:
-        raise ValueError(f"{path}: none of the requested keys are in the log")
-    img = Image.new("RGB", (width, panel_height * len(keys)), "white")
-    draw = ImageDraw.Draw(img)
-    left, right, top, bottom = 70, 20, 25, 30
-    for p, key in enumerate(keys):
-        y0 = p * panel_height
-        pts = [(r.get("global_iter", r.get("iter", i)), r[key]) for i, r in enumerate(train)
-               if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])]
-        x_lo, x_hi = (min(x for x, _ in pts), max(x for x, _ in pts)) if pts else (0, 1)
-        v_lo, v_hi = (min(v for _, v in pts), max(v for _, v in pts)) if pts else (0, 1)
-        if x_hi == x_lo:
-            x_hi = x_lo + 1
-        if v_hi == v_lo:
-            v_hi, v_lo = v_hi + abs(v_hi) * 0.05 + 1e-12, v_lo - abs(v_lo) * 0.05 - 1e-12
-        pw, ph = width - left - right, panel_height - top - bottom
-        draw.rectangle([left, y0 + top, left + pw, y0 + top + ph], outline=(0, 0, 0))
-        draw.text((left, y0 + 5), key, fill=(0, 0, 0))
-        for t in range(5):
-            v = v_lo + (v_hi - v_lo) * t / 4
-            y = y0 + top + ph - ph * t / 4
-            draw.line([left - 4, y, left, y], fill=(0, 0, 0))
-            draw.text((5, y - 6), _fmt(v), fill=(0, 0, 0))
-            x = left + pw * t / 4
-            draw.line([x, y0 + top + ph, x, y0 + top + ph + 4], fill=(0, 0, 0))
-            draw.text((x - 10, y0 + top + ph + 8), _fmt(x_lo + (x_hi - x_lo) * t / 4), fill=(0, 0, 0))
-        xy = [(left + pw * (x - x_lo) / (x_hi - x_lo), y0 + top + ph - ph * (v - v_lo) / (v_hi - v_lo))
-              for x, v in pts]
-        color = COLORS[p % len(COLORS)]
-        if len(xy) > 1:
-            draw.line(xy, fill=color, width=2)
-        for x, y in xy if len(xy) <= 1 else []:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
-    img.save(out, format="PNG")
+        raise LogFileError(f"{path}: none of the requested keys are in the log")
     return keys
+
+
+def log_figure(records: list, keys: list, width_in: float = 9.0, panel_in: float = 2.6, dpi: int = 100):
+    """One panel per key against the global iteration (shared x axis, round ticks); a noisy curve of more
+    than 20 points also gets its moving average, named in a legend above the panels."""
+    from matplotlib.lines import Line2D
+
+    from .visualize import new_figure, round_ticks
+
+    train = _train(records)
+    fig = new_figure(width_in, panel_in * len(keys) + 0.3, dpi)
+    axes = np.atleast_1d(fig.subplots(len(keys), 1, sharex=True, squeeze=False)).ravel()
+    smoothed = False
+    for p, (ax, key) in enumerate(zip(axes, keys)):
+        pts = np.array([(r.get("global_iter", r.get("iter", i)), r[key]) for i, r in enumerate(train)
+                        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])], np.float64).reshape(-1, 2)
+        color, smooth = COLORS[p % len(COLORS)], len(pts) > 20 and key != "lr"
+        ax.plot(pts[:, 0], pts[:, 1], color=color, linewidth=1.0, alpha=0.45 if smooth else 1.0,
+                marker="o" if len(pts) <= 1 else None, markersize=3)
+        if smooth:
+            n = max(5, len(pts) // 20)
+            avg = np.convolve(pts[:, 1], np.ones(n) / n, mode="valid")
+            ax.plot(pts[n - 1:, 0], avg, color=color, linewidth=2.0)
+            smoothed = True
+        ax.set_ylabel(key)
+        round_ticks(ax.yaxis, nbins=5)
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        ax.grid(color="0.9")
+    round_ticks(axes[-1].xaxis, nbins=8, integer=True)
+    axes[-1].set_xlabel("iteration")
+    if smoothed:
+        fig.legend(handles=[Line2D([], [], color="0.35", linewidth=1.0, alpha=0.45, label="per logged iteration"),
+                            Line2D([], [], color="0.35", linewidth=2.0, label="moving average")],
+                   loc="outside upper center", ncol=2, frameon=False, fontsize=9)
+    return fig
+
+
+def _train(records: list, path="log") -> list:
+    train = [r for r in records if r.get("mode", "train") == "train"]
+    if not train:
+        raise LogFileError(f"{path}: no training records")
+    return train

@@ -2,7 +2,8 @@
 
 :mod:`unidetector.app.core` holds everything the page does without Gradio (models of a work dir,
 upload checks, vocabularies, one detection request with its timings, table and COCO-style JSON),
-so it is testable without a browser; :mod:`unidetector.app.ui` lays it out as a ``gr.Blocks`` page.
+and :mod:`unidetector.app.exemplars` the image exemplars (boxes marked on an image as queries), so
+both are testable without a browser; :mod:`unidetector.app.ui` lays them out as a ``gr.Blocks`` page.
 Gradio is the optional extra ``pip install 'jittor-unidetector[app]'`` (``scripts/install.sh``
 installs it); only :mod:`unidetector.app.ui` imports it.
 """

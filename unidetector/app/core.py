@@ -10,15 +10,18 @@
 * :class:`VocabularyMenu`: typed class names (bounded in count and length) or a built-in list.
 * :class:`DetectionService`: one request — detect (the :class:`~unidetector.api.Detector` re-scores
   its cached regions when only the classes change), filter by threshold and count, draw, table rows,
-  COCO-style JSON file, and a line with the time of the network pass and of the re-scoring.
+  COCO-style JSON file, and a line with the time of the network pass and of the re-scoring. Classes
+  may also come from image exemplars (boxes marked on the page, :mod:`unidetector.app.exemplars`):
+  :meth:`DetectionService.add_exemplar` checks one, :meth:`DetectionService.detect` uses them.
 
 Bounded state: the detector's region cache (``cache_size`` images), the in-memory text embeddings
 (:attr:`Limits.embedding_cache` vocabularies; typed vocabularies are never written to the on-disk
-embedding cache, only the fixed built-in lists are) and the JSON files (:attr:`Limits.result_files`).
+embedding cache, only the fixed built-in lists are), the JSON files (:attr:`Limits.result_files`),
+the exemplars of a page (:attr:`Limits.max_exemplars`) and the pixels of exemplar images, shared by
+all pages (:attr:`Limits.exemplar_pixels`; the detector keeps ``cache_size`` exemplar embeddings).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -59,6 +62,8 @@ class Limits:
     max_detections: int = 1000             # the largest "max detections" accepted
     embedding_cache: int = 16              # vocabularies kept in memory
     result_files: int = 32                 # JSON files kept for download
+    max_exemplars: int = 16                # image exemplars per page
+    exemplar_pixels: int = 100_000_000     # pixels of exemplar images kept (all pages together)
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -223,15 +228,18 @@ class VocabularyMenu:
     def labels(self) -> list:
         return [TYPED, *self.lists]
 
-    def names(self, label, typed, limits: Limits) -> tuple:
-        """``(class names, built_in)`` for a menu ``label`` and the typed text."""
+    def names(self, label, typed, limits: Limits, allow_empty: bool = False) -> tuple:
+        """``(class names, built_in)`` for a menu ``label`` and the typed text; ``allow_empty``: no typed
+        names is ``([], False)`` (the classes come from image exemplars)."""
         from ..text.vocab import resolve_vocabulary
 
         if label in (None, "", TYPED):
             text = str(typed or "")
             if not text.strip():
-                raise InputRejected("no classes: type class names, comma-separated (e.g. red star, blue ring), or "
-                                    "pick a built-in vocabulary")
+                if allow_empty:
+                    return [], False
+                raise InputRejected("no classes: type class names, comma-separated (e.g. red star, blue ring), "
+                                    "pick a built-in vocabulary, or add an image exemplar")
             if len(text) > limits.max_classes * (limits.max_name_chars + 2):
                 raise InputRejected(f"the class list is {len(text)} characters long; the page takes up to "
                                     f"{limits.max_classes} names of up to {limits.max_name_chars} characters")
@@ -260,21 +268,25 @@ def filter_detections(dets, score_thr: float, max_dets: int):
                       dets.image_size, list(dets.vocabulary))
 
 
-def table_rows(dets) -> list:
-    """``[[class, score, x1, y1, x2, y2], ...]`` (score to 3 decimals, box in pixels to 0.1)."""
-    return [[name, round(float(s), 3), *(round(float(v), 1) for v in box)]
+def table_rows(dets, sources=None) -> list:
+    """``[[class, score, x1, y1, x2, y2, query], ...]`` (score to 3 decimals, box in pixels to 0.1; query:
+    where the class came from, ``sources[class]``, "text" when not given)."""
+    sources = sources or {}
+    return [[name, round(float(s), 3), *(round(float(v), 1) for v in box), sources.get(name, "text")]
             for name, s, box in zip(dets.names, dets.scores.tolist(), dets.boxes.tolist())]
 
 
-TABLE_HEADERS = ["class", "score", "x1", "y1", "x2", "y2"]
+TABLE_HEADERS = ["class", "score", "x1", "y1", "x2", "y2", "query"]
 
 
 def timing_text(timings: dict, network_seconds=None) -> str:
     """One line: the network pass (stage 1 + stage-2 regions) and the re-scoring, or that the cached
-    regions were re-scored without a network pass."""
+    regions were re-scored without a network pass; the text embeddings and the exemplar embeddings
+    (``timings["exemplars"]``: a pass over each new exemplar box) when they took 10 ms or more."""
     score_ms = 1000 * timings.get("score", 0.0)
-    emb = timings.get("embeddings", 0.0)
-    emb_text = f"; text embeddings {emb:.2f} s" if emb >= 0.01 else ""
+    emb, ex = timings.get("embeddings", 0.0), timings.get("exemplars", 0.0)
+    emb_text = (f"; text embeddings {emb:.2f} s" if emb >= 0.01 else "") + \
+        (f"; exemplar embeddings {ex:.2f} s" if ex >= 0.01 else "")
     if timings.get("reused"):
         before = f" (this image's network pass took {network_seconds:.2f} s)" if network_seconds else ""
         return (f"Re-scored the cached regions in {score_ms:.1f} ms: no network pass{before}{emb_text}.")
@@ -286,7 +298,8 @@ def timing_text(timings: dict, network_seconds=None) -> str:
 @dataclass
 class Result:
     """One answered request: the kept detections, the annotated image, table rows, the JSON file and
-    the timing line; ``reused``: the cached regions were re-scored (no network pass)."""
+    the timing line; ``reused``: the cached regions were re-scored (no network pass); ``sources``:
+    ``{class: "text" | "exemplar" | "text + exemplar"}`` of the vocabulary."""
 
     detections: object
     annotated: np.ndarray
@@ -295,6 +308,7 @@ class Result:
     timing: str
     reused: bool
     timings: dict
+    sources: dict = field(default_factory=dict)
 
 
 class DetectionService:
@@ -312,6 +326,9 @@ class DetectionService:
         self._typed_encoder = TextEncoderSpec("", enc.encode_fn, getattr(enc, "templates", ()))  # memory only
         self._network_seconds = OrderedDict()             # image sha1 -> seconds of its network pass
         self._files = deque()
+        from .exemplars import ImageStore
+
+        self.exemplar_images = ImageStore(self.limits.exemplar_pixels)
         self.network_passes = 0
         self.requests = 0
 
@@ -345,8 +362,29 @@ class DetectionService:
                 pass
         return str(path)
 
-    def detect(self, rgb: np.ndarray, name: str, names, builtin: bool, score_thr: float, max_dets) -> Result:
-        """Detect ``names`` on ``rgb`` (the page's request); see :class:`Result`."""
+    def new_exemplars(self):
+        """An empty :class:`~unidetector.app.exemplars.ExemplarSet` for a page (``limits.max_exemplars``)."""
+        from .exemplars import ExemplarSet
+
+        return ExemplarSet(self.limits.max_exemplars)
+
+    def add_exemplar(self, exemplars, name, rgb: np.ndarray, image_name: str, box):
+        """Add the ``box`` on ``rgb`` (from :func:`read_upload`) as an exemplar of class ``name`` to a page's
+        ``exemplars`` (checked by :meth:`~unidetector.app.exemplars.ExemplarSet.add`; its pixels go to the
+        shared image store only once it is accepted); returns the new exemplar."""
+        from .exemplars import image_digest
+
+        h, w = rgb.shape[:2]
+        ex = exemplars.add(name, image_digest(rgb), image_name, box, w, h, self.limits.max_name_chars)
+        self.exemplar_images.put(rgb)
+        return ex
+
+    def detect(self, rgb: np.ndarray, name: str, names, builtin: bool, score_thr: float, max_dets,
+               exemplars=None) -> Result:
+        """Detect ``names`` and the classes of a page's ``exemplars`` (an
+        :class:`~unidetector.app.exemplars.ExemplarSet`, or None) on ``rgb``; see :class:`Result`."""
+        from .exemplars import exemplar_query, image_digest
+
         try:
             max_dets = int(max_dets)
         except (TypeError, ValueError):
@@ -356,16 +394,27 @@ class DetectionService:
         score_thr = float(score_thr)
         if not 0.0 <= score_thr <= 1.0:
             raise InputRejected(f"the score threshold must be between 0 and 1, got {score_thr}")
+        names, query, sources = exemplar_query(names, exemplars, self.exemplar_images)
+        if not names and not query:
+            raise InputRejected("no classes: type class names, comma-separated (e.g. red star, blue ring), pick a "
+                                "built-in vocabulary, or add an image exemplar")
         self.requests += 1
         det = self.detector
+        t0 = time.perf_counter()
+        for items in query.values():          # a pass over each new exemplar box (the detector caches them)
+            for item in items:
+                det.exemplar_embedding(item)
+        t_exemplars = time.perf_counter() - t0
         det.encoder = self._builtin_encoder if builtin else self._typed_encoder
-        key = hashlib.sha1(f"{rgb.shape}".encode() + rgb.tobytes()).hexdigest()
+        key = image_digest(rgb)
         try:
-            all_dets = det.detect(rgb, classes=list(names))
+            # no names: the classes are the exemplars' only (the service never sets a detector vocabulary)
+            all_dets = det.detect(rgb, classes=list(names) if names else None, exemplars=query or None)
         finally:
             det.encoder = self._builtin_encoder
-        t = dict(det.last_timings)
-        self._embeddings_lru(names)
+        t = dict(det.last_timings, exemplars=t_exemplars)
+        if names:
+            self._embeddings_lru(names)
         if not t.get("reused"):
             self.network_passes += 1
             self._network_seconds[key] = t.get("stage1", 0.0) + t.get("regions", 0.0)
@@ -376,10 +425,12 @@ class DetectionService:
         annotated = det.draw(rgb, kept)
         t["draw"] = time.perf_counter() - t0
         h, w = kept.image_size
-        record = {"image": name, "image_id": 0, "width": w, "height": h, "vocabulary": list(names),
-                  "score_thr": score_thr, "max_detections": max_dets, "detections": kept.to_coco(0)}
-        return Result(kept, annotated, table_rows(kept), self._write_json(record),
-                      timing_text(t, self._network_seconds.get(key)), bool(t.get("reused")), t)
+        coco = [dict(d, query=sources.get(d["class_name"], "text")) for d in kept.to_coco(0)]
+        record = {"image": name, "image_id": 0, "width": w, "height": h, "vocabulary": list(all_dets.vocabulary),
+                  "queries": sources, "exemplars": exemplars.records() if exemplars is not None else [],
+                  "score_thr": score_thr, "max_detections": max_dets, "detections": coco}
+        return Result(kept, annotated, table_rows(kept, sources), self._write_json(record),
+                      timing_text(t, self._network_seconds.get(key)), bool(t.get("reused")), t, sources)
 
 
 def loud_host_warning(host: str, port: int) -> str | None:

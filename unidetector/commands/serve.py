@@ -8,12 +8,16 @@ Upload an image (or click one of the synthetic world's test images), type class 
 built-in vocabulary (the world's, COCO, Objects365, LVIS), set the score threshold and the max
 detections: the page shows the annotated image, a table (class, score, box), a COCO-style JSON
 download, and the time of the network pass and of the re-scoring. Changing only the classes or the
-threshold re-scores the cached regions (no network pass).
+threshold re-scores the cached regions (no network pass). Image exemplars: click two opposite corners
+of an object (on the image, or on another uploaded image), name it and press "Add exemplar": that
+class is detected by its look (a name also typed mixes the two); the table says which classes came
+from exemplars.
 
 Safe by default: binds 127.0.0.1; uploads limited in bytes (--max-upload-mb) and pixels
 (--max-megapixels); non-images and corrupt files get a message; one inference at a time (a queue of
 --queue-size); file names are only displayed, never used as paths; bounded caches (regions of
---cache-size images, 16 vocabularies of text embeddings, the last 32 JSON files).
+--cache-size images, 16 vocabularies of text embeddings, the last 32 JSON files, 16 exemplars a page,
+100 megapixels of exemplar images in all).
 Needs the optional extra: pip install 'jittor-unidetector[app]' (scripts/install.sh installs it).
 """
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 
-HELP = "web app: detect any vocabulary on uploaded images in the browser (Gradio)"
+HELP = "web app: detect any vocabulary (names or boxes marked as exemplars) on uploaded images in the browser"
 
 
 def add_arguments(parser):
@@ -74,8 +78,10 @@ def check_options(args):
 def import_gradio():
     """Gradio, or :class:`ServeError` saying how to install the extra."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")   # no calls home from a local demo
+    import importlib
+
     try:
-        import gradio  # noqa: F401
+        return importlib.import_module("gradio")
     except ImportError:
         from ..app.core import ServeError
 

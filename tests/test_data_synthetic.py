@@ -27,10 +27,11 @@ def _json(path):
 
 def test_files_and_formats(world):
     w = _json(world / "world.json")
-    for name in ("train_a.json", "train_b.json", "val_lvis.json", "emb_a.npy", "emb_b.npy", "emb_lvis.npy",
-                 "train_a_cat_info.json", "train_b_cat_info.json"):
+    for name in ("train_a.json", "train_b.json", "train_c.json", "val_lvis.json", "web.json", "rp_web.pkl",
+                 "emb_a.npy", "emb_b.npy", "emb_c.npy", "emb_lvis.npy", "emb_web.npy",
+                 "train_a_cat_info.json", "train_b_cat_info.json", "train_c_cat_info.json"):
         assert (world / name).is_file(), name
-    for name in ("train_a.json", "train_b.json", "val_lvis.json"):
+    for name in ("train_a.json", "train_b.json", "train_c.json", "val_lvis.json", "web.json"):
         problems, _ = check_annotations(str(world / name), str(world / "images"))
         assert problems == [], problems
     val = _json(world / "val_lvis.json")
@@ -39,21 +40,23 @@ def test_files_and_formats(world):
     assert {c["frequency"] for c in val["categories"]} == {"r", "c", "f"}
     novel = set(w["vocabularies"]["novel"])
     assert all(c["frequency"] == "r" and c["image_count"] == 0 for c in val["categories"] if c["id"] in novel)
-    assert novel <= {a["category_id"] for a in val["annotations"]}  # novel classes are tested
+    tested = {a["category_id"] for a in val["annotations"]}
+    assert len(novel & tested) > len(novel) / 2  # most novel classes are in the test set (60 images, 320 classes)
     ds = LVISV1Dataset(str(world / "val_lvis.json"), [dict(type="LoadImageFromFile")],
                        img_prefix=str(world / "images"), test_mode=True)
     assert len(ds) == w["stats"]["val_images"] and ds[0]["img"].shape[2] == 3
     check_embedding_rows(str(world / "emb_lvis.npy"), len(ds.cat_ids))
 
 
-def test_one_exemplar_per_class(world):
-    """Exemplar images (one object of each class, its box) as a COCO file plus a proposal file of the boxes."""
+def test_one_exemplar_per_novel_class(world):
+    """Exemplar images (one object of each novel class, its box) as a COCO file plus a proposal file of the boxes."""
     import pickle
 
     w = _json(world / "world.json")
     ex = _json(world / "exemplars.json")
-    assert len(ex["images"]) == len(ex["annotations"]) == len(w["classes"]) == len(w["exemplars"])
-    assert [a["category_id"] for a in ex["annotations"]] == [c["id"] for c in w["classes"]]
+    novel = w["vocabularies"]["novel"]
+    assert len(ex["images"]) == len(ex["annotations"]) == len(novel) == len(w["exemplars"])
+    assert [a["category_id"] for a in ex["annotations"]] == novel
     problems, _ = check_annotations(str(world / "exemplars.json"), str(world / "images"))
     assert problems == [], problems
     boxes = pickle.load(open(world / "rp_exemplars.pkl", "rb"))
@@ -64,27 +67,89 @@ def test_one_exemplar_per_class(world):
 
 
 def test_label_spaces(world):
+    """Three training sets with different, partly overlapping label spaces; novel classes in none of them,
+    every word of a novel class in some seen class; unlabelled objects (other sets' and novel classes) drawn in
+    the training images."""
     w = _json(world / "world.json")
     voc = w["vocabularies"]
-    a, b, novel = set(voc["a"]), set(voc["b"]), set(voc["novel"])
-    assert not novel & (a | b) and a & b and a - b and b - a
-    words = {wd for c in w["classes"] if c["id"] in a | b for wd in c["name"].split()}
+    sets = {k: set(voc[k]) for k in ("a", "b", "c")}
+    novel = set(voc["novel"])
+    assert len(w["classes"]) == 320 and len(novel) == 40 and {k: len(v) for k, v in sets.items()} == \
+        {"a": 64, "b": 160, "c": 120}
+    assert set().union(*sets.values()) == set(voc["seen"]) and len(voc["seen"]) == 280 and not novel & set(voc["seen"])
+    for x, y in (("a", "b"), ("b", "c"), ("a", "c")):
+        assert sets[x] & sets[y] and sets[x] - sets[y] and sets[y] - sets[x], (x, y)
+    words = {wd for c in w["classes"] if c["id"] in set(voc["seen"]) for wd in c["name"].split()}
     assert all(wd in words for c in w["classes"] if c["id"] in novel for wd in c["name"].split())
-    for name, vocab, other in (("train_a", a, b), ("train_b", b, a)):
+    for key, vocab in sets.items():
+        name = f"train_{key}"
         data = _json(world / f"{name}.json")
         assert {c["id"] for c in data["categories"]} == vocab
-        assert {x["category_id"] for x in data["annotations"]} <= vocab
-        assert w["stats"][f"{name}_unlabelled_objects"] > 0  # out-of-vocabulary objects drawn, unlabelled
+        assert {x["category_id"] for x in data["annotations"]} <= vocab  # novel classes never labelled
+        drawn = w["stats"][f"{name}_unlabelled_objects"]
+        labelled = w["stats"][f"{name}_boxes"]
+        assert 0.2 < drawn / (drawn + labelled) < 0.4   # out-of-vocabulary objects drawn, unlabelled (p = 0.3)
+        assert w["stats"][f"{name}_unlabelled_novel_objects"] > 0
         ds = CocoDataset(str(world / f"{name}.json"), [], img_prefix=str(world / "images"), dataset_id=0)
-        emb = np.load(world / f"emb_{name[-1]}.npy")
+        emb = np.load(world / f"emb_{key}.npy")
         check_embedding_rows(emb, len(ds.cat_ids))
         names = [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])]
         np.testing.assert_allclose(emb, SyntheticTextEncoder().encode(names), atol=1e-6)
         assert len(ds) > 0.8 * len(data["images"])
+    per_image = [len(a) for a in _group(_json(world / "val_lvis.json")["annotations"]).values()]
+    assert 4 <= np.mean(per_image) <= 10   # LVIS-like density (objects per test image)
+
+
+def _group(anns) -> dict:
+    out = {}
+    for a in anns:
+        out.setdefault(a["image_id"], []).append(a)
+    return out
+
+
+def test_frequency_split_follows_lvis(world):
+    """r/c/f from training image counts at LVIS v1's class fractions; never-labelled classes are rare; the test
+    json carries the training counts."""
+    from unidetector.data.synthetic import LVIS_FRACTIONS, frequency_groups
+
+    w = _json(world / "world.json")
+    val = {c["id"]: c for c in _json(world / "val_lvis.json")["categories"]}
+    counts = {c["id"]: 0 for c in w["classes"]}
+    for key in ("a", "b", "c"):
+        for c in _json(world / f"train_{key}_cat_info.json"):
+            counts[c["id"]] += c["image_count"]
+    assert {cid: val[cid]["image_count"] for cid in counts} == counts
+    groups, (rare_below, frequent_from) = frequency_groups(counts)
+    assert {cid: val[cid]["frequency"] for cid in counts} == groups
+    assert all(groups[c] == "r" for c in w["vocabularies"]["novel"])
+    assert all(groups[c] == "r" for c, n in counts.items() if n == 0) and rare_below >= 1
+    share = {g: sum(v == g for v in groups.values()) / len(groups) for g in "rcf"}
+    for g in "rcf":   # ties at the thresholds move a few classes
+        assert abs(share[g] - LVIS_FRACTIONS[g]) < 0.12, (g, share)
+    # the rule on a known case: counts 0..9 -> rare below the 28th percentile (2), frequent from the 67th (7)
+    toy, thresholds = frequency_groups({i: i for i in range(10)})
+    assert thresholds == (2, 7) and [toy[i] for i in range(10)] == list("rrccccc" + "fff")
+
+
+def test_web_set_names_every_class(world):
+    """The world-CLIP's web set: object crops of every class (novel ones included), one named box each, and
+    jittered copies of each box inside its crop as the proposal file."""
+    import pickle
+
+    w = _json(world / "world.json")
+    web = _json(world / "web.json")
+    assert len(web["images"]) == len(web["annotations"]) == w["stats"]["web_images"]
+    assert len({a["category_id"] for a in web["annotations"]}) > 0.9 * len(w["classes"])
+    assert {a["category_id"] for a in web["annotations"]} & set(w["vocabularies"]["novel"])
+    boxes = pickle.load(open(world / "rp_web.pkl", "rb"))
+    for img, props in zip(web["images"][:50], boxes):
+        assert props.shape[1] == 5 and (props[:, :4] >= 0).all()
+        assert (props[:, 2] <= img["width"]).all() and (props[:, 3] <= img["height"]).all()
+    np.testing.assert_allclose(np.load(world / "emb_web.npy"), np.load(world / "emb_lvis.npy"))
 
 
 def test_deterministic(world, tmp_path):
-    assert split_vocabulary(3) == split_vocabulary(3) and split_vocabulary(3) != split_vocabulary(4)
+    assert split_vocabulary(3) == split_vocabulary(3) and split_vocabulary(3)["novel"] != split_vocabulary(4)["novel"]
     from unidetector.data.synthetic import generate_world
 
     # same seed, same world (json and pixels)
@@ -98,10 +163,12 @@ def test_encoder_is_stable_and_compositional():
     v = word_vector("red", 8, seed=0)
     np.testing.assert_allclose(np.linalg.norm(v), 1.0)
     np.testing.assert_allclose(v, word_vector("Red", 8, seed=0))
-    e = SyntheticTextEncoder(dim=512).encode(["red star", "red circle", "blue star", "green hexagon"])
-    assert e.shape == (4, 512) and e.dtype == np.float32
+    e = SyntheticTextEncoder(dim=512).encode(["red star", "red circle", "blue star", "green hexagon",
+                                              "striped red star", "dotted red star"])
+    assert e.shape == (6, 512) and e.dtype == np.float32
     sim = e @ e.T
     assert sim[0, 1] > 0.4 and sim[0, 2] > 0.4 and abs(sim[0, 3]) < 0.2  # shared word: cos ~ 0.5
+    assert 0.55 < sim[4, 5] < 0.8   # two of three words shared: cos ~ 2/3
 
 
 def test_subset_catinfo_check_show(world, tmp_path, capsys):

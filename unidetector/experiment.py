@@ -4,19 +4,22 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
 ``calibrate``):
 
 1. ``world``      generate the synthetic world and its text embeddings (``unidet data synth``);
-2. ``stage1``     train the class-agnostic CLN on training sets A + B;
-3. ``proposals``  dump proposals for A, B and the test set; AR@100/300/1000 for seen vs novel classes;
-4. ``stage2``     train the partitioned CLIP RoI classifier on A and B, each with its own vocabulary;
-5. ``test_raw``   open-world test on the LVIS-style set with the full vocabulary (raw scores);
-6. ``calibrated`` the same with the class prior from the raw results (official, transductive) and
+2. ``world_clip`` region-text pretraining of stage 2's image tower on the web set (all classes, named), the
+                  world's RegionCLIP; cached per seed, world version and recipe (:mod:`.engine.world_clip`);
+3. ``stage1``     train the class-agnostic CLN on training sets a + b + c;
+4. ``proposals``  dump proposals for a, b, c and the test set; AR@100/300/1000 for seen vs novel classes;
+5. ``stage2``     train the partitioned CLIP RoI classifier on a, b and c, each with its own vocabulary,
+                  starting from the world-CLIP (``load_from``, as the official stage 2 from RegionCLIP);
+6. ``test_raw``   open-world test on the LVIS-style set with the full vocabulary (raw scores);
+7. ``calibrated`` the same with the class prior from the raw results (official, transductive) and
                   with a prior from the training-set frequencies;
-7. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
+8. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
                   several permutations): zero-shot transfer must collapse without a meaningful text space;
-8. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
+9. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
                   the same backbone → RoIAlign → layer4 → attention pool) instead of their names;
-9. ``report``     ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
+10. ``report``    ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
-Steps 5–7 share one pass of the network over the test set (the vocabulary only enters after the
+Steps 6–8 share one pass of the network over the test set (the vocabulary only enters after the
 attention pool: ``roi_head.region_embeddings`` / ``score_regions``). Every path is resolved against the work dir
 explicitly (the synthetic configs' relative ``data/synthetic/...`` paths included, see
 :func:`unidetector.config.resolve_paths`); the current directory is never changed. The synthetic
@@ -35,11 +38,15 @@ import numpy as np
 
 CONFIGS = Path(__file__).resolve().parent / "configs" / "synthetic"
 WORLD = Path("data/synthetic")        # relative to the work dir, as in the synthetic configs
+WORLD_CLIP_DIR = Path("work_dirs/world_clip")
+WORLD_CLIP = WORLD_CLIP_DIR / "world_clip.pkl"   # the image tower stage2_partitioned.py's load_from reads
 STAGE1_DIR = Path("work_dirs/stage1_cln")
 STAGE2_DIR = Path("work_dirs/stage2_partitioned")
 RESULTS = Path("results")
 #: The steps, in order; ``Experiment.step_<name>`` runs each (``unidet experiment --only`` takes these names).
-STEPS = ("world", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "exemplars", "report")
+STEPS = ("world", "world_clip", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "exemplars",
+         "report")
+BOOTSTRAP_SAMPLES = 1000  # resamples of the test images for every interval in the report
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``).
@@ -53,27 +60,35 @@ LIGHT_STAGE1 = {"model.backbone.stage_blocks": [1, 1, 1, 1], "optimizer.lr": 0.0
                                        "model.rpn_head.feat_channels", "model.roi_head.bbox_roi_extractor.out_channels",
                                        "model.roi_head.bbox_head.in_channels")}}
 # The quick run samples 16 instead of 32 RoIs per image in stage 2, up to 3/4 instead of 1/2 of them positive
-# (the RoI head is most of its cost: two epochs in 79 instead of ~95 s, AP 7.2 instead of 7.5 %, APr 6.7
-# instead of 5.1 % with the control at 1.9 and 1.5 %).
+# (chosen when stage 2 trained from scratch, where the RoI head was most of its cost).
 QUICK_STAGE2 = {"model.train_cfg.rcnn.sampler.num": 16, "model.train_cfg.rcnn.sampler.pos_fraction": 0.75}
+# One world-CLIP recipe for every plan, so the quick and full runs share its cache entry; the lr decays late
+# (at 80 and 95 % of the iterations): it pretrains from scratch.
+WORLD_CLIP_RECIPE = dict(epochs=6, options={}, lr_steps=(0.8, 0.95))
 PLANS = {
-    "quick": dict(size="small", estimate_min=4, stage1=dict(epochs=3, options=LIGHT_STAGE1),
-                  stage2=dict(epochs=2, options=QUICK_STAGE2)),
-    "full": dict(size="small", estimate_min=8, stage1=dict(epochs=6, options=LIGHT_STAGE1),
-                 stage2=dict(epochs=5, options={})),
+    "quick": dict(size="small", estimate_min=5, world_clip=WORLD_CLIP_RECIPE,
+                  stage1=dict(epochs=3, options=LIGHT_STAGE1), stage2=dict(epochs=2, options=QUICK_STAGE2)),
+    "full": dict(size="full", estimate_min=15, world_clip=WORLD_CLIP_RECIPE,
+                 stage1=dict(epochs=6, options=LIGHT_STAGE1), stage2=dict(epochs=5, options={})),
     # every step of the quick run on a world of a few images: compiles the quick run's kernels
     # (``unidet doctor --warm``, run by the install script)
-    "warm": dict(size="tiny", estimate_min=1, stage1=dict(epochs=1, options=LIGHT_STAGE1),
-                 stage2=dict(epochs=1, options=QUICK_STAGE2)),
+    "warm": dict(size="tiny", estimate_min=1, world_clip=dict(epochs=1, options={}),
+                 stage1=dict(epochs=1, options=LIGHT_STAGE1), stage2=dict(epochs=1, options=QUICK_STAGE2)),
 }
 
 
-def _schedule(epochs: int, iters_per_epoch: int) -> dict:
-    """``epochs`` with lr steps at 2/3 and 11/12 of the iterations (the official 8 and 11 of 12 epochs),
-    counted in iterations so that runs of one or two epochs decay too."""
+def _schedule(epochs: int, iters_per_epoch: int, steps=(2 / 3, 11 / 12)) -> dict:
+    """``epochs`` with lr steps at fractions ``steps`` of the iterations (default: the official 8 and 11 of 12
+    epochs), counted in iterations so that runs of one or two epochs decay too."""
     total = epochs * iters_per_epoch
     return {"runner.max_epochs": epochs, "lr_config.by_epoch": False,
-            "lr_config.step": [max(1, round(total * 2 / 3)), max(1, round(total * 11 / 12))]}
+            "lr_config.step": [max(1, round(total * f)) for f in steps]}
+
+
+def _last_metric(trainer, key: str):
+    """The last value of ``key`` (e.g. a training accuracy) in the trainer's ``log.jsonl``, or None."""
+    values = [r[key] for r in map(json.loads, Path(trainer.log_path).read_text().splitlines()) if key in r]
+    return float(values[-1]) if values else None
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -113,13 +128,13 @@ class Experiment:
         cfg.seed = self.seed
         return resolve_paths(cfg, self.work_dir)
 
-    def stage_config(self, name: str, stage: dict):
-        """The training config of one stage with the plan's schedule and overrides."""
-        stats = self.world_meta()["stats"]
+    def stage_config(self, name: str, stage: dict, images: str = "train_images"):
+        """The training config of one stage with the plan's schedule and overrides; ``images``: the world
+        statistic that counts its training images."""
         cfg = self.config(name, stage.get("options"))
-        n_images = stats["train_a_images"] + stats["train_b_images"]
+        n_images = self.world_meta()["stats"][images]
         iters = -(-n_images // int(cfg.data.get("samples_per_gpu", 2)))
-        cfg.merge_from_dict(_schedule(stage["epochs"], iters))
+        cfg.merge_from_dict(_schedule(stage["epochs"], iters, stage.get("lr_steps", (2 / 3, 11 / 12))))
         return cfg
 
     def world_meta(self) -> dict:
@@ -132,7 +147,37 @@ class Experiment:
         world = generate_world(str(self.world), seed=self.seed, size=self.plan["size"])
         self.report["world"] = {"size": self.plan["size"], **world["stats"],
                                 "classes": len(world["classes"]),
+                                "label_spaces": {k: len(world["vocabularies"][k]) for k in world["training_sets"]},
+                                "frequency_rule": world["frequency_rule"],
                                 "novel_classes": [c["name"] for c in world["classes"] if c["split"] == "novel"]}
+
+    def step_world_clip(self):
+        """Train the world-CLIP (or take it from the cache) and export its image tower to ``WORLD_CLIP``."""
+        import shutil
+
+        from .engine import world_clip
+        from .engine.runner import train_from_config
+
+        stage = self.plan["world_clip"]
+        cfg = self.stage_config("world_clip.py", stage, images="web_images")
+        world = self.world_meta()
+        key = world_clip.cache_key(world, cfg, stage["epochs"])
+        cached, target = world_clip.cache_file(key), self.path(WORLD_CLIP)
+        info = {"cache_key": key, "web_images": world["stats"]["web_images"],
+                "web_boxes": world["stats"]["web_boxes"], "classes": len(world["classes"]),
+                "epochs": stage["epochs"], "cached": cached.is_file()}
+        if cached.is_file():
+            self.log(f"world-CLIP from the cache: {cached}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached, target)
+        else:
+            trainer = train_from_config(cfg, work_dir=str(self.path(WORLD_CLIP_DIR)), seed=self.seed, validate=False,
+                                        progress=self.progress)
+            world_clip.export_image_tower(self.path(WORLD_CLIP_DIR / "latest.pkl"), target,
+                                          meta={"cache_key": key, "world_version": world.get("version")})
+            info["stored"] = str(world_clip.store(target, key))
+            info["final_region_text_accuracy"] = _last_metric(trainer, "acc_region_text")
+        self.report["world_clip"] = info
 
     def step_stage1(self):
         from .engine.runner import train_from_config
@@ -147,8 +192,8 @@ class Experiment:
         cfg = self.config("stage1_cln.py", self.plan["stage1"].get("options"))
         world = self.world_meta()
         subsets = {"seen": world["vocabularies"]["seen"], "novel": world["vocabularies"]["novel"]}
-        runs = [("train_a.json", "rp_train_a.pkl", None), ("train_b.json", "rp_train_b.pkl", None),
-                ("val_lvis.json", "rp_val_lvis.pkl", subsets)]
+        runs = [(f"train_{k}.json", f"rp_train_{k}.pkl", None) for k in world["training_sets"]]
+        runs.append(("val_lvis.json", "rp_val_lvis.pkl", subsets))
         for ann, out, cats in runs:
             recall = generate_proposals(cfg, str(self.path(STAGE1_DIR / "latest.pkl")), str(self.world / ann),
                                         str(self.world / "images"), str(self.world / out), cat_subsets=cats,
@@ -180,20 +225,37 @@ class Experiment:
                                     beta=float(head.beta))
         return self._test_state
 
-    def _evaluate(self, embeddings: np.ndarray, prior_file=None, out=None) -> dict:
-        """LVIS metrics of the test set scored with ``embeddings`` (and calibrated with a prior file)."""
+    def _scored(self, embeddings: np.ndarray, prior_file=None, max_per_img=None) -> list:
+        """mmdet results of the test set scored with ``embeddings`` (calibrated with a prior file), optionally
+        with another per-image cap (``-1``: none)."""
         from .calibration import calibration_weights, load_prior
-        from .engine.inference import dump_results, vocabulary_results
+        from .engine.inference import vocabulary_results
 
         state = self._regions()
         weights = None
         if prior_file is not None:
             weights = calibration_weights(load_prior(prior_file, num_classes=len(embeddings)), state["gamma"])
-        results = vocabulary_results(state["model"], state["regions"], embeddings, weights)
+        test_cfg = state["model"].roi_head.test_cfg
+        cap = test_cfg["max_per_img"]
+        if max_per_img is not None:
+            test_cfg["max_per_img"] = max_per_img
+        try:
+            return vocabulary_results(state["model"], state["regions"], embeddings, weights)
+        finally:
+            test_cfg["max_per_img"] = cap
+
+    def _metrics(self, results) -> dict:
+        metrics = self._regions()["dataset"].evaluate(results, metric=["bbox"])
+        return {k.replace("bbox_", ""): float(v) for k, v in metrics.items()}
+
+    def _evaluate(self, embeddings: np.ndarray, prior_file=None, out=None) -> dict:
+        """LVIS metrics of the test set scored with ``embeddings`` (and calibrated with a prior file)."""
+        from .engine.inference import dump_results
+
+        results = self._scored(embeddings, prior_file)
         if out:
             dump_results(results, out)
-        metrics = state["dataset"].evaluate(results, metric=["bbox"])
-        return {k.replace("bbox_", ""): float(v) for k, v in metrics.items()}
+        return self._metrics(results)
 
     def step_test_raw(self):
         self.path(RESULTS).mkdir(parents=True, exist_ok=True)
@@ -206,6 +268,9 @@ class Experiment:
         return load_embeddings(self.world / "emb_lvis.npy")
 
     def step_calibrated(self):
+        """Calibrated tests (prior from the raw results, as the official method, and from the training
+        frequencies); each difference to raw with a paired bootstrap interval over test images, and the
+        rare-class true positives within and without the per-image cap (where calibration can act)."""
         from .calibration import DEFAULT_SMOOTHING, class_counts_from_cat_info, class_counts_from_results, save_prior
 
         emb = self.test_embeddings()
@@ -219,10 +284,43 @@ class Experiment:
         freq_prior = save_prior(self.world / "prior_from_train_freq.npy",
                                 class_counts_from_cat_info(self.world / "val_lvis_train_cat_info.json")
                                 + DEFAULT_SMOOTHING)
-        self.report["lvis_calibrated_train_freq"] = self._evaluate(emb, freq_prior)
+        self.report["lvis_calibrated_train_freq"] = self._evaluate(
+            emb, freq_prior, out=self.path(RESULTS / "calibrated_train_freq_val_lvis.pkl"))
         state = self._regions()
         self.report["calibration"] = {"gamma": state["gamma"], "beta": state["beta"], "smoothing": DEFAULT_SMOOTHING,
                                       "prior_from_raw": str(raw_prior), "prior_from_train_freq": str(freq_prior)}
+        self._calibration_statistics({"lvis": None, "lvis_calibrated": raw_prior,
+                                      "lvis_calibrated_train_freq": freq_prior})
+
+    def _calibration_statistics(self, priors: dict):
+        """``calibration_bootstrap`` (paired bootstrap of each calibrated run against raw) and ``calibration_cap``
+        (rare-class true positives at IoU 0.5 within the cap and without it) in the report."""
+        from .calibration import calibration_weights, load_prior
+        from .evaluation.bootstrap import bootstrap_lvis, true_positives
+        from .evaluation.results import load_results, results_to_coco_json
+
+        files = {"lvis": "raw_val_lvis.pkl", "lvis_calibrated": "calibrated_val_lvis.pkl",
+                 "lvis_calibrated_train_freq": "calibrated_train_freq_val_lvis.pkl"}
+        gt = json.loads((self.world / "val_lvis.json").read_text())
+        img_ids, cat_ids = [im["id"] for im in gt["images"]], sorted(c["id"] for c in gt["categories"])
+        runs = {k: results_to_coco_json(load_results(str(self.path(RESULTS / f))), img_ids, cat_ids)
+                for k, f in files.items()}
+        self.report["calibration_bootstrap"] = bootstrap_lvis(
+            gt, runs, [("lvis", "lvis_calibrated"), ("lvis", "lvis_calibrated_train_freq")], n_boot=BOOTSTRAP_SAMPLES,
+            seed=self.seed)
+        rare = [c["id"] for c in gt["categories"] if c["frequency"] == "r"]
+        emb, cap = self.test_embeddings(), int(self._regions()["model"].roi_head.test_cfg["max_per_img"])
+        group = np.array([c["frequency"] for c in sorted(gt["categories"], key=lambda c: c["id"])])
+        counts = {}
+        for key, prior in priors.items():
+            uncapped = results_to_coco_json(self._scored(emb, prior, max_per_img=-1), img_ids, cat_ids)
+            counts[key] = {"within_cap": true_positives(gt, runs[key], rare, max_dets=cap),
+                           "without_cap": true_positives(gt, uncapped, rare, max_dets=None)}
+            if prior is not None:   # how much the weights favour rare classes: mean weight, rare over frequent
+                w = calibration_weights(load_prior(prior, num_classes=len(emb)), self._regions()["gamma"])
+                counts[key]["weight_rare_over_frequent"] = float(w[group == "r"].mean() / w[group == "f"].mean())
+        self.report["calibration_cap"] = {"runs": counts, "iou": 0.5, "cap": cap, "rare_classes": len(rare),
+                                          "rare_objects": sum(a["category_id"] in set(rare) for a in gt["annotations"])}
 
     def step_control(self):
         """The raw test with the text embeddings permuted across classes (no class keeps its own), averaged
@@ -248,11 +346,11 @@ class Experiment:
                       proposal_file=str(self.world / "rp_exemplars.pkl"))
         exemplar_set = build_dataset(ex_cfg, "exemplars", test_mode=True)
         features = np.stack([r.features[0] for r in dataset_regions(state["model"], exemplar_set, self.progress)])
-        classes = self.world_meta()["classes"]           # class order = exemplar order = embedding rows
-        novel = [i for i, c in enumerate(classes) if c["split"] == "novel"]
+        classes = self.world_meta()["classes"]           # class order = embedding rows
+        novel = [i for i, c in enumerate(classes) if c["split"] == "novel"]   # = the exemplars' order
         text = self.test_embeddings()
         mixed = text.copy()
-        mixed[novel] = features[novel]
+        mixed[novel] = features
         out = {"novel_classes": [classes[i]["name"] for i in novel], "exemplars_per_class": 1}
         for name, emb in (("text", text), ("exemplar_for_novel", mixed)):
             results = vocabulary_results(state["model"], state["regions"], emb)

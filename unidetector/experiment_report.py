@@ -114,7 +114,8 @@ def _verdict(d: dict, level: str) -> str:
     return f"{what}: no detectable change (the interval contains 0)"
 
 
-CAP_COLUMNS = {"within_cap": "within the per-image cap", "without_cap": "without the cap"}
+CAP_COLUMNS = {"within_cap": "within the per-image cap", "without_cap": "without the cap",
+               "weight_rare_over_frequent": "calibration weight of rare / frequent classes (means)"}
 
 
 def cap_section(cap: dict | None) -> list:
@@ -134,7 +135,7 @@ def cap_section(cap: dict | None) -> list:
     header = [CAP_COLUMNS.get(c, c) for c in cols] + (["removed by the cap"] if removed else [])
     lines += ["| run | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
     for name, v in runs.items():
-        row = [str(v.get(c, "–")) for c in cols]
+        row = [f"{v[c]:.2f}" if isinstance(v.get(c), float) else str(v.get(c, "–")) for c in cols]
         if removed:
             row.append(str(v["without_cap"] - v["within_cap"]))
         lines.append(f"| {run_name(name)} | " + " | ".join(row) + " |")

@@ -1,15 +1,16 @@
 # Stage 1 (CLN) on the synthetic open world (CPU, minutes): class-agnostic proposals trained on both
-# training sets (labelled boxes of A and B; objects outside a set's vocabulary stay unlabelled there).
+# training sets (labelled boxes of a, b and c; objects outside a set's vocabulary stay unlabelled there).
 #   unidet data synth --out data/synthetic
 #   unidet train configs/synthetic/stage1_cln.py
 #   unidet proposals configs/synthetic/stage1_cln.py work_dirs/stage1_cln/latest.pkl \
 #       --ann data/synthetic/train_a.json --img-dir data/synthetic/images/ --out data/synthetic/rp_train_a.pkl \
 #       --ann data/synthetic/train_b.json --img-dir data/synthetic/images/ --out data/synthetic/rp_train_b.pkl \
+#       --ann data/synthetic/train_c.json --img-dir data/synthetic/images/ --out data/synthetic/rp_train_c.pkl \
 #       --ann data/synthetic/val_lvis.json --img-dir data/synthetic/images/ --out data/synthetic/rp_val_lvis.pkl
 # Reduced widths (ResNet-50 base 16, FPN 64, box head FC 256) and images of at most 512 px. There is no
 # pretrained backbone here, so nothing is frozen and BN uses batch statistics (the real config freezes
 # the stem + layer1 and all BN statistics of an ImageNet ResNet). Fewer proposals (the images are small).
-# Anchors of scale 4 (16-256 px on P2-P6) instead of 8: the world's smallest objects are 12 px, and with
+# Anchors of scale 4 (16-256 px on P2-P6) instead of 8: the world's smallest objects are 20 px, and with
 # 32-px anchors an object under ~18 px never reaches the assigner's min_pos_iou of 0.3.
 _base_ = ['../_base_/cln_faster_rcnn_r50_fpn.py']
 
@@ -58,6 +59,8 @@ data = dict(
         dict(type='CocoDataset', ann_file=data_root + 'train_a.json', img_prefix=data_root + 'images/',
              pipeline=train_pipeline, class_agnostic=True),
         dict(type='CocoDataset', ann_file=data_root + 'train_b.json', img_prefix=data_root + 'images/',
+             pipeline=train_pipeline, class_agnostic=True),
+        dict(type='CocoDataset', ann_file=data_root + 'train_c.json', img_prefix=data_root + 'images/',
              pipeline=train_pipeline, class_agnostic=True),
     ],
     test=dict(type='CocoDataset', ann_file=data_root + 'val_lvis.json', img_prefix=data_root + 'images/',

@@ -1,7 +1,7 @@
-# Open-world inference on the synthetic "lvis-like" test set (all 48 classes, 8 never seen in training):
+# Open-world inference on the synthetic "lvis-like" test set (all 320 classes, 40 never labelled in training):
 # top-100 stage-1 proposals with their score, beta 0.3 fusion, optional calibration, soft-NMS, 300 dets.
 #   unidet test configs/synthetic/stage2_lvis_inference.py work_dirs/stage2_partitioned/latest.pkl --eval bbox
-# The stage-2 checkpoint was trained with the A/B vocabularies: every weight loads and zs_weights_0/1 are
+# The stage-2 checkpoint was trained with the a/b/c vocabularies: every weight loads and zs_weights_0/1/2 are
 # replaced by this model's own zs_weights (emb_lvis.npy), as the load report says.
 # Calibration: run once with withcalibration=False and --out data/synthetic/raw_val_results.pkl, then
 #   unidet calibrate data/synthetic/raw_val_results.pkl --out data/synthetic/prior.npy --smoothing 10
@@ -16,14 +16,14 @@ model = dict(
             _delete_=True,
             type='BBoxHeadCLIPInference',
             with_avg_pool=True,
-            roi_feat_size=7,
+            roi_feat_size=4,
             in_channels=512,  # = width * 32 of stage2_partitioned.py
             bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0., 0., 0., 0.],
                             target_stds=[0.1, 0.1, 0.2, 0.2]),
             with_cls=False,
             reg_class_agnostic=True,
             zeroshot_path=data_root + 'emb_lvis.npy',
-            num_classes=48,
+            num_classes=320,
             loss_bbox=dict(type='L1Loss', loss_weight=1.0),
             beta=0.3,
             withcalibration=False,
@@ -55,3 +55,5 @@ data = dict(
     test=dict(type='LVISV1Dataset', ann_file=data_root + 'val_lvis.json', img_prefix=data_root + 'images/',
               proposal_file=data_root + 'rp_val_lvis.pkl', pipeline=test_pipeline, test_mode=True))
 evaluation = dict(interval=1, metric='bbox')
+load_from = None  # (stage2_partitioned.py's world-CLIP initialisation): the tested checkpoint is given
+allow_partial_load = False

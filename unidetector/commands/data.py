@@ -65,13 +65,16 @@ def _synth(args) -> int:
     world = generate_world(args.out, seed=args.seed, size=args.size, embed_dim=args.embed_dim or DEFAULT_DIM)
     s = world["stats"]
     print(f"synthetic world ({args.size}, seed {args.seed}) written to {args.out} in {time.time() - t:.1f} s")
-    print(f"  train_a.json: {s['train_a_images']} images, {s['train_a_boxes']} boxes, "
-          f"{len(world['vocabularies']['a'])} classes, {s['train_a_unlabelled_objects']} unlabelled objects")
-    print(f"  train_b.json: {s['train_b_images']} images, {s['train_b_boxes']} boxes, "
-          f"{len(world['vocabularies']['b'])} classes, {s['train_b_unlabelled_objects']} unlabelled objects")
+    for k, info in world["training_sets"].items():
+        print(f"  train_{k}.json ({info['description']}): {s[f'train_{k}_images']} images, {s[f'train_{k}_boxes']} "
+              f"boxes, {info['classes']} classes, {s[f'train_{k}_unlabelled_objects']} unlabelled objects")
+    rule = world["frequency_rule"]
     print(f"  val_lvis.json: {s['val_images']} images, {s['val_boxes']} boxes, {len(world['vocabularies']['test'])} "
-          f"classes ({len(world['vocabularies']['novel'])} novel)")
-    print("  embeddings: emb_a.npy, emb_b.npy, emb_lvis.npy; vocabulary split: world.json")
+          f"classes ({len(world['vocabularies']['novel'])} novel; rare/common/frequent "
+          f"{'/'.join(str(rule['counts'][g]) for g in 'rcf')})")
+    print(f"  web.json (world-CLIP pretraining): {s['web_images']} object crops of every class")
+    print(f"  embeddings: {', '.join(sorted(v for k, v in world['files'].items() if k.startswith('emb_')))}; "
+          "vocabulary split and statistics: world.json")
     return 0
 
 

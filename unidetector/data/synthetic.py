@@ -1,34 +1,44 @@
-"""The synthetic open world: a seeded, few-second stand-in for COCO + Objects365 → LVIS.
+"""The synthetic open world: a seeded, CPU-sized miniature of COCO + Objects365 (+ OpenImages) → LVIS.
 
-Classes are colour-shape phrases (``"red star"``): 8 shapes × 6 colours = 48 classes, category id
-``1 + colour_index * 8 + shape_index``. The vocabulary is split from the seed into
+**Vocabulary.** 320 classes named ``"<pattern> <colour> <shape>"`` (``"striped red star"``): 5 patterns ×
+8 colours × 8 shapes (:mod:`.synthetic_draw`), category id ``1 + (pattern · 8 + colour) · 8 + shape``.
+LVIS has 1203 classes; what is kept from it is a vocabulary of several hundred composable names, a long
+tail, and a test-time cap (300 detections per image) far below ``proposals × classes``.
 
-* **novel** (8 classes): one per shape, colours spread so every colour and every shape word still
-  occurs in seen classes. Novel classes are never drawn in training images (labelled or not): they
-  can only be recognised zero-shot, through the text space (``"red star"`` = red + star).
-* **seen**: 40 classes; set A ("coco-like") labels 22 of them, set B ("objects365-like") 30, 12 are
-  shared. Object classes follow a long-tailed (Zipf, exponent 1) distribution per set.
+**Label spaces** (from the seed). 40 classes (12.5 %) are **novel**: labelled in no training set. The 280
+seen classes are split into three training sets with different, partly overlapping label spaces, as
+COCO / Objects365 / OpenImages are: ``a`` ("coco-like") 64 classes, ``b`` ("objects365-like") 160, ``c``
+("openimages-like") 120; every seen class is in at least one set. Classes have one popularity shared by all
+sets, a power law over a random ranking (``p ∝ rank^-0.8``): a training image of set S draws its labelled
+objects from S's vocabulary by popularity. Every training image also holds **unlabelled** objects: each
+object is, with probability 0.3, of a class outside S's label space (another set's class, or with
+probability 0.05 a novel class), drawn but not annotated, as real data has.
 
-Training images of set S contain objects of S's vocabulary (labelled) and, with probability 0.25 per
-object, objects of the other set's vocabulary that S lacks: drawn but **unlabelled**, as in real data.
-The test set ("lvis-like") draws classes uniformly from all 48, labelled exhaustively, in LVIS v1 format:
-``neg_category_ids`` = every category absent from the image (the labelling is exhaustive),
-``not_exhaustive_category_ids`` = ``[]``; each category carries ``image_count``/``instance_count``
-(labelled training images/instances over A ∪ B) and ``frequency`` from the LVIS rule scaled to the
-training-set size N: LVIS marks < 10 training images rare and ≥ 100 frequent; here the thresholds are
-``10·N/1000`` and ``100·N/1000`` (rounded up, at least 1), i.e. LVIS's rule applied as if to 1000
-images. Novel classes (0 images) are therefore always rare.
+**Frequencies.** LVIS's r/c/f rule (< 10 and ≥ 100 training images) assumes ~300 labelled images per class;
+ours have a few. The split is therefore taken from LVIS's class fractions (337 rare, 461 common, 405
+frequent of 1203: 28.0 / 38.3 / 33.7 %): the thresholds are the training image counts (summed over the sets)
+at those quantiles, and a class without a labelled training image is always rare. Everything is counted
+from the training annotations, never from the test set.
 
-Images are 256–384 px on each side (several aspect ratios), 3–8 objects each with sizes from 12 px to
-~55 % of the short side, partial overlaps (a new object may cover at most half of an earlier one),
-on cluttered low-saturation backgrounds (noise, stripes, blobs, lines) so that colour identifies the
-objects but not trivially their positions. Box = tight pixel box of the drawn shape; ``area`` = box area.
+**Test set** ("lvis-like", LVIS v1 format): objects of all 320 classes uniformly, labelled exhaustively:
+``neg_category_ids`` = every category absent from the image, ``not_exhaustive_category_ids`` = ``[]``; the
+categories carry ``image_count`` / ``instance_count`` (training, over all sets) and ``frequency``.
 
-Outputs (``generate_world(out_dir)``): ``images/{train_a,train_b,val}/*.jpg``, ``train_a.json``,
-``train_b.json`` (COCO), ``val_lvis.json`` (LVIS v1), ``train_{a,b}_cat_info.json``, text embeddings
-``emb_a.npy``, ``emb_b.npy``, ``emb_lvis.npy`` ((C, D) rows in category-id order, from
-:class:`~unidetector.text.synthetic_encoder.SyntheticTextEncoder`), and ``world.json`` (vocabulary split,
-thresholds, file list). Everything is a function of ``(seed, size)``.
+**Web set** (world-CLIP pretraining, :mod:`unidetector.engine.world_clip`): images of objects of *all*
+classes, each named by its phrase, as the web data CLIP / RegionCLIP learn from covers LVIS's rare classes.
+It has its own random stream and does not depend on ``size`` (tiny excepted), so the quick and full runs
+share one world-CLIP. ``rp_web.pkl`` holds jittered copies of every box (the regions of the pretraining).
+
+Images are 256–384 px on each side, 4–10 objects each (20 px to 45 % of the short side), partial overlaps
+(a new object covers at most half of an earlier one), on cluttered low-saturation backgrounds.
+
+Outputs (:func:`generate_world`): ``images/{train_a,train_b,train_c,val,web,exemplars}/*.jpg``;
+``train_{a,b,c}.json`` (COCO) with ``train_{a,b,c}_cat_info.json``; ``val_lvis.json`` (LVIS v1);
+``web.json`` (COCO, all classes) with ``rp_web.pkl``; text embeddings ``emb_{a,b,c}.npy``, ``emb_lvis.npy``
+(= ``emb_web.npy``, all classes) — ``(C, D)`` rows in category-id order from
+:class:`~unidetector.text.synthetic_encoder.SyntheticTextEncoder`; one exemplar image per novel class
+(``exemplars.json`` + ``rp_exemplars.pkl``); ``world.json`` (classes, label spaces, frequency rule,
+statistics, files). Everything is a function of ``(seed, size)``.
 """
 from __future__ import annotations
 
@@ -43,181 +53,82 @@ import numpy as np
 from ..text.synthetic_encoder import DEFAULT_DIM, SyntheticTextEncoder
 from .ann_tools import category_info
 from .proposals import save_proposals
+from .synthetic_draw import COLOURS, PATTERNS, SHAPES, background, draw_object, layout
 
-SHAPES = ("circle", "square", "triangle", "star", "hexagon", "cross", "ring", "diamond")
-COLOURS = {  # RGB
-    "red": (220, 35, 35), "green": (35, 175, 55), "blue": (40, 80, 225),
-    "yellow": (240, 215, 35), "purple": (150, 55, 195), "orange": (250, 140, 25),
-}
-# images per training set and in the test set; "tiny" runs the pipeline once to compile its kernels
-SIZES = {"tiny": dict(train=8, test=4), "small": dict(train=150, test=60), "full": dict(train=600, test=240)}
-NUM_NOVEL, NUM_A, NUM_B = 8, 22, 30
-UNLABELLED_PROB = 0.25
+#: Bumped whenever the same (seed, size) would give other images or labels (keys the world-CLIP cache).
+WORLD_VERSION = 3
+SETS = {"a": ("coco-like", 64), "b": ("objects365-like", 160), "c": ("openimages-like", 120)}
+NUM_NOVEL = 40
+ONLY_IN_A = 40  # seen classes labelled only in set a (the others are in b or c, some also in a)
+POPULARITY_EXPONENT = 0.8
+UNLABELLED_PROB, NOVEL_AMONG_UNLABELLED = 0.3, 0.05
+OBJECTS_PER_IMAGE = (4, 10)
 IMG_RANGE = (256, 384)
-LVIS_RARE, LVIS_FREQUENT, LVIS_REFERENCE_IMAGES = 10, 100, 1000
+MIN_OBJECT, MAX_OBJECT_FRAC = 20, 0.45
+#: LVIS v1's class fractions per frequency group (337, 461, 405 of 1203 classes)
+LVIS_FRACTIONS = {"r": 337 / 1203, "c": 461 / 1203, "f": 405 / 1203}
+WEB_IMAGES = 4000
+JITTERS_PER_BOX = 2
+# images per training set, in the test set and in the web set; "tiny" runs every step once (compiles kernels)
+SIZES = {"tiny": dict(train=8, test=4, web=32), "small": dict(train=100, test=60, web=WEB_IMAGES),
+         "full": dict(train=200, test=150, web=WEB_IMAGES)}
+TRAIN_IMG_ID0 = {"a": 1, "b": 100001, "c": 150001}
+VAL_IMG_ID0, WEB_IMG_ID0 = 200001, 300001
 
 
 def class_table() -> list:
+    """The 320 classes: ``id``, ``name``, ``pattern``, ``colour``, ``shape``."""
     out = []
-    for ci, colour in enumerate(COLOURS):
-        for si, shape in enumerate(SHAPES):
-            out.append(dict(id=1 + ci * len(SHAPES) + si, name=f"{colour} {shape}", colour=colour, shape=shape))
+    for pi, pattern in enumerate(PATTERNS):
+        for ci, colour in enumerate(COLOURS):
+            for si, shape in enumerate(SHAPES):
+                out.append(dict(id=1 + (pi * len(COLOURS) + ci) * len(SHAPES) + si,
+                                name=f"{pattern} {colour} {shape}", pattern=pattern, colour=colour, shape=shape))
     return out
 
 
 def split_vocabulary(seed: int) -> dict:
-    """Category ids of A, B, novel (seeded; see the module doc)."""
+    """Category ids of each training set, the novel classes, and every seen class's popularity (seeded)."""
     rng = np.random.default_rng([seed, 1])
-    n_shapes, n_col = len(SHAPES), len(COLOURS)
-    shape_perm = rng.permutation(n_shapes)
-    col_offset = int(rng.integers(n_col))
-    novel = sorted(1 + ((i + col_offset) % n_col) * n_shapes + int(shape_perm[i]) for i in range(NUM_NOVEL))
-    seen = [c for c in range(1, n_shapes * n_col + 1) if c not in novel]
-    seen = [seen[i] for i in rng.permutation(len(seen))]
-    a = sorted(seen[:NUM_A])
-    b = sorted(seen[len(seen) - NUM_B:])
-    return dict(a=a, b=b, novel=novel)
+    ids = np.array([c["id"] for c in class_table()])
+    order = ids[rng.permutation(len(ids))]
+    novel, seen = sorted(int(c) for c in order[:NUM_NOVEL]), [int(c) for c in order[NUM_NOVEL:]]
+    n_c, end = SETS["c"][1], len(seen) - ONLY_IN_A
+    b, c, only_a = seen[:SETS["b"][1]], seen[end - n_c:end], seen[end:]      # c overlaps b
+    a = only_a + [int(k) for k in rng.choice(seen[:end], SETS["a"][1] - ONLY_IN_A, replace=False)]
+    ranks = rng.permutation(len(seen)) + 1
+    popularity = {k: float(r) ** -POPULARITY_EXPONENT for k, r in zip(seen, ranks)}
+    return dict(a=sorted(a), b=sorted(b), c=sorted(c), novel=novel, popularity=popularity)
 
 
-def frequency_thresholds(num_train_images: int) -> tuple:
-    scale = num_train_images / LVIS_REFERENCE_IMAGES
-    return max(1, math.ceil(LVIS_RARE * scale)), max(1, math.ceil(LVIS_FREQUENT * scale))
-
-
-# ---------------------------------------------------------------------------------------------- drawing
-def _background(rng, h, w) -> np.ndarray:
-    base = rng.uniform(70, 190)
-    img = np.empty((h, w, 3), np.float32)
-    img[:] = base + rng.uniform(-15, 15, size=3)
-    # stripes
-    if rng.random() < 0.7:
-        theta = rng.uniform(0, np.pi)
-        period = rng.uniform(8, 48)
-        yy, xx = np.mgrid[0:h, 0:w]
-        phase = (xx * np.cos(theta) + yy * np.sin(theta)) * (2 * np.pi / period)
-        img += (rng.uniform(8, 25) * np.sin(phase))[..., None] * (1 + rng.uniform(-0.2, 0.2, size=3))
-    # blobs and lines of muted colours
-    for _ in range(int(rng.integers(3, 10))):
-        grey = rng.uniform(40, 220)
-        colour = tuple(float(np.clip(grey + v, 0, 255)) for v in rng.uniform(-25, 25, size=3))
-        if rng.random() < 0.6:
-            centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            axes = (int(rng.integers(8, w // 3)), int(rng.integers(8, h // 3)))
-            cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
-        else:
-            p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            p2 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-            cv2.line(img, p1, p2, colour, int(rng.integers(1, 5)))
-    img += rng.normal(0, rng.uniform(5, 18), size=img.shape).astype(np.float32)
-    return img
-
-
-def _polygon(shape: str, cx, cy, s, theta) -> np.ndarray:
-    r = s / 2.0
-    if shape == "square":
-        q = 0.72 * r
-        pts = [(-q, -q), (q, -q), (q, q), (-q, q)]
-    elif shape == "triangle":
-        pts = [(r * math.cos(a), r * math.sin(a)) for a in np.arange(3) * 2 * math.pi / 3 - math.pi / 2]
-    elif shape == "hexagon":
-        pts = [(r * math.cos(a), r * math.sin(a)) for a in np.arange(6) * math.pi / 3]
-    elif shape == "star":
-        pts = [((r if k % 2 == 0 else 0.42 * r) * math.cos(a), (r if k % 2 == 0 else 0.42 * r) * math.sin(a))
-               for k, a in enumerate(np.arange(10) * math.pi / 5 - math.pi / 2)]
-    elif shape == "diamond":
-        pts = [(0, -r), (0.58 * r, 0), (0, r), (-0.58 * r, 0)]
-    elif shape == "cross":
-        t = 0.33 * r
-        pts = [(-t, -r), (t, -r), (t, -t), (r, -t), (r, t), (t, t), (t, r), (-t, r), (-t, t), (-r, t), (-r, -t),
-               (-t, -t)]
-    else:
-        raise ValueError(shape)
-    c, sn = math.cos(theta), math.sin(theta)
-    return np.array([(cx + x * c - y * sn, cy + x * sn + y * c) for x, y in pts])
-
-
-def _draw_object(img, rng, shape, colour, cx, cy, s) -> list:
-    """Draw one object; returns its tight box [x1, y1, x2, y2] in pixel-edge coordinates."""
-    col = tuple(float(np.clip(v + rng.uniform(-18, 18), 0, 255)) for v in colour)
-    edge = tuple(v * 0.55 for v in col)
-    if shape in ("circle", "ring"):
-        r = max(3, int(round(s / 2)))
-        cxi, cyi = int(round(cx)), int(round(cy))
-        if shape == "circle":
-            cv2.circle(img, (cxi, cyi), r, col, -1)
-            cv2.circle(img, (cxi, cyi), r, edge, 1)
-        else:
-            t = max(2, int(round(r * 0.35)))
-            cv2.circle(img, (cxi, cyi), r - t // 2, col, t)
-        box = [cxi - r, cyi - r, cxi + r + 1, cyi + r + 1]
-    else:
-        pts = np.round(_polygon(shape, cx, cy, s, rng.uniform(0, 2 * math.pi))).astype(np.int32)
-        cv2.fillPoly(img, [pts], col)
-        cv2.polylines(img, [pts], True, edge, 1)
-        box = [int(pts[:, 0].min()), int(pts[:, 1].min()), int(pts[:, 0].max()) + 1, int(pts[:, 1].max()) + 1]
-    h, w = img.shape[:2]
-    return [max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])]
-
-
-def _layout(rng, h, w, n) -> list:
-    """Centres and sizes of up to n objects, largest first, each covering ≤ half of any earlier box."""
-    short = min(h, w)
-    sizes = np.sort(np.exp(rng.uniform(math.log(12), math.log(0.55 * short), size=n)))[::-1]
-    placed = []
-    for s in sizes:
-        for _ in range(30):
-            cx = rng.uniform(s / 2 + 1, w - s / 2 - 1)
-            cy = rng.uniform(s / 2 + 1, h - s / 2 - 1)
-            box = np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2])
-            ok = True
-            for _, _, _, other in placed:
-                iw = min(box[2], other[2]) - max(box[0], other[0])
-                ih = min(box[3], other[3]) - max(box[1], other[1])
-                if iw > 0 and ih > 0 and iw * ih > 0.5 * (other[2] - other[0]) * (other[3] - other[1]):
-                    ok = False
-                    break
-            if ok:
-                placed.append((cx, cy, s, box))
-                break
-    return placed
+def frequency_groups(image_counts: dict) -> tuple:
+    """``({id: 'r'|'c'|'f'}, (rare_below, frequent_from))``: thresholds at LVIS's class fractions of the
+    sorted training image counts; a class with no labelled training image is rare."""
+    counts = np.sort(np.array(list(image_counts.values())))
+    n = len(counts)
+    rare_below = max(1, int(counts[int(LVIS_FRACTIONS["r"] * n)]))
+    frequent_from = max(rare_below + 1, int(counts[min(n - 1, int(math.ceil((1 - LVIS_FRACTIONS["f"]) * n)))]))
+    groups = {k: "r" if v < rare_below else "c" if v < frequent_from else "f" for k, v in image_counts.items()}
+    return groups, (rare_below, frequent_from)
 
 
 def _make_image(rng, classes_by_id, class_ids, labelled_ids, path):
+    """Draw an image with objects of ``class_ids``; returns ``(h, w, labelled [(id, box)], drawn [(id, box)])``."""
     h, w = (int(v) for v in rng.integers(IMG_RANGE[0], IMG_RANGE[1] + 1, size=2))
-    img = _background(rng, h, w)
+    img = background(rng, h, w)
     objs = []
-    for (cx, cy, s, _), cid in zip(_layout(rng, h, w, len(class_ids)), class_ids):
+    for (cx, cy, s), cid in zip(layout(rng, h, w, len(class_ids), MIN_OBJECT, MAX_OBJECT_FRAC), class_ids):
         c = classes_by_id[cid]
-        box = _draw_object(img, rng, c["shape"], COLOURS[c["colour"]], cx, cy, s)
-        objs.append((cid, box))
-    img = np.clip(img, 0, 255).astype(np.uint8)
-    cv2.imwrite(path, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    anns = [(cid, box) for cid, box in objs if cid in labelled_ids and box[2] - box[0] >= 1 and box[3] - box[1] >= 1]
-    return h, w, anns, objs
+        box = draw_object(img, rng, c["shape"], COLOURS[c["colour"]], c["pattern"], cx, cy, s)
+        if box is not None and box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+            objs.append((cid, box))
+    _write_jpg(path, img)
+    return h, w, [(cid, box) for cid, box in objs if cid in labelled_ids], objs
 
 
-def _exemplars(rng, classes, img_dir) -> dict:
-    """One exemplar image per class (``images/exemplars/<id>.jpg``: one object of the class on a background of
-    the world's kind, as a user would crop from a photo): ``{class name: {"file", "box" [x1, y1, x2, y2],
-    "size" [h, w]}}``. ``generate_world`` also writes them as ``exemplars.json`` (COCO format) with their boxes
-    as a proposal file ``rp_exemplars.pkl`` (score 1), so a test-mode dataset embeds them."""
-    os.makedirs(osp.join(img_dir, "exemplars"), exist_ok=True)
-    out = {}
-    for c in classes:
-        h, w = (int(v) for v in rng.integers(IMG_RANGE[0], IMG_RANGE[1] + 1, size=2))
-        img = _background(rng, h, w)
-        size = float(rng.uniform(0.3, 0.5) * min(h, w))
-        box = _draw_object(img, rng, c["shape"], COLOURS[c["colour"]], w / 2, h / 2, size)
-        fname = f"exemplars/{c['id']:03d}.jpg"
-        cv2.imwrite(osp.join(img_dir, fname), cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 92])
-        out[c["name"]] = {"file": fname, "box": [int(v) for v in box], "size": [h, w]}
-    return out
-
-
-def _zipf_weights(rng, n) -> np.ndarray:
-    w = 1.0 / (1 + rng.permutation(n)).astype(np.float64)
-    return w / w.sum()
+def _write_jpg(path, img):
+    cv2.imwrite(path, cv2.cvtColor(np.clip(img, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_QUALITY, 92])
 
 
 def _annotation(ann_id, img_id, cid, box, lvis=False) -> dict:
@@ -229,25 +140,129 @@ def _annotation(ann_id, img_id, cid, box, lvis=False) -> dict:
     return a
 
 
-def _train_set(rng, name, vocab, other, classes_by_id, img_dir, n_images, start_img_id):
-    weights = _zipf_weights(rng, len(vocab))
-    foreign = [c for c in other if c not in vocab]
-    images, anns, unlabelled = [], [], 0
+def _num_objects(rng) -> int:
+    return int(rng.integers(OBJECTS_PER_IMAGE[0], OBJECTS_PER_IMAGE[1] + 1))
+
+
+def _coco_set(name, description, images, anns, cat_ids, by_id) -> dict:
+    cats = [dict(id=c, name=by_id[c]["name"], supercategory=by_id[c]["shape"]) for c in sorted(cat_ids)]
+    return dict(info=dict(description=f"synthetic open world, {description}"), images=images, annotations=anns,
+                categories=cats)
+
+
+def _train_set(rng, key, split, by_id, img_dir, n_images):
+    """Training set ``key``: labelled objects of its vocabulary by popularity, unlabelled foreign ones."""
+    vocab = split[key]
+    weights = np.array([split["popularity"][c] for c in vocab])
+    weights /= weights.sum()
+    foreign = [c for c in split["popularity"] if c not in set(vocab)]
+    name = f"train_{key}"
+    images, anns, unlabelled, novel_drawn = [], [], 0, 0
     os.makedirs(osp.join(img_dir, name), exist_ok=True)
     for k in range(n_images):
-        img_id = start_img_id + k
-        n = int(rng.integers(3, 9))
-        ids = [int(rng.choice(foreign)) if foreign and rng.random() < UNLABELLED_PROB
-               else int(rng.choice(vocab, p=weights)) for _ in range(n)]
+        img_id = TRAIN_IMG_ID0[key] + k
+        ids = []
+        for _ in range(_num_objects(rng)):
+            if rng.random() >= UNLABELLED_PROB:
+                ids.append(int(rng.choice(vocab, p=weights)))
+            elif rng.random() < NOVEL_AMONG_UNLABELLED or not foreign:
+                ids.append(int(rng.choice(split["novel"])))
+            else:
+                ids.append(int(rng.choice(foreign)))
         fname = f"{name}/{img_id:06d}.jpg"
-        h, w, labelled, drawn = _make_image(rng, classes_by_id, ids, set(vocab), osp.join(img_dir, fname))
+        h, w, labelled, drawn = _make_image(rng, by_id, ids, set(vocab), osp.join(img_dir, fname))
         unlabelled += len(drawn) - len(labelled)
+        novel_drawn += sum(cid in set(split["novel"]) for cid, _ in drawn)
         images.append(dict(id=img_id, file_name=fname, width=w, height=h))
         for cid, box in labelled:
             anns.append(_annotation(len(anns) + 1, img_id, cid, box))
-    cats = [dict(id=c, name=classes_by_id[c]["name"], supercategory=classes_by_id[c]["shape"]) for c in sorted(vocab)]
-    return dict(info=dict(description=f"synthetic open world, training set {name}"), images=images,
-                annotations=anns, categories=cats), unlabelled
+    data = _coco_set(name, f"training set {key} ({SETS[key][0]})", images, anns, vocab, by_id)
+    return data, dict(images=len(images), boxes=len(anns), unlabelled_objects=unlabelled,
+                      unlabelled_novel_objects=novel_drawn)
+
+
+def _jittered(rng, box, n: int, h: int, w: int) -> np.ndarray:
+    """``n`` boxes around ``box``: corners moved by up to 12 % of its size (IoU ≳ 0.6) inside the ``h × w``
+    image, score 1."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    d = rng.uniform(-0.12, 0.12, size=(n, 4)) * np.array([bw, bh, bw, bh])
+    out = np.clip(np.array(box, np.float32)[None] + d, 0, [w, h, w, h])
+    out[:, 2] = np.maximum(out[:, 2], out[:, 0] + 1)
+    out[:, 3] = np.maximum(out[:, 3], out[:, 1] + 1)
+    return np.concatenate([out, np.ones((n, 1))], 1).astype(np.float32)
+
+
+def _web_set(seed, by_id, img_dir, n_images):
+    """The world-CLIP's images: object-centred views of every class, each named by its phrase (web images with
+    captions). A view holds one object (20 px to 150 px, 30-50 % of the view's side, off-centre by up to 10 %)
+    among up to three neighbours on a cluttered background, as a region of a detection image has around it.
+    Returns ``(coco dict, proposals)``."""
+    rng = np.random.default_rng([seed, 4])
+    all_ids = sorted(by_id)
+    os.makedirs(osp.join(img_dir, "web"), exist_ok=True)
+    images, anns, proposals = [], [], []
+    for k in range(n_images):
+        img_id = WEB_IMG_ID0 + k
+        c = by_id[int(rng.choice(all_ids))]
+        s = float(np.exp(rng.uniform(math.log(MIN_OBJECT), math.log(150))))
+        side = int(round(s / rng.uniform(0.3, 0.5)))
+        img = background(rng, side, side)
+        for _ in range(int(rng.integers(0, 4))):
+            other = by_id[int(rng.choice(all_ids))]
+            angle, dist = rng.uniform(0, 2 * math.pi), rng.uniform(0.45, 0.7) * side
+            draw_object(img, rng, other["shape"], COLOURS[other["colour"]], other["pattern"],
+                        side / 2 + dist * math.cos(angle), side / 2 + dist * math.sin(angle),
+                        s * float(np.exp(rng.uniform(-0.7, 0.4))))
+        cx, cy = side / 2 + rng.uniform(-0.1, 0.1, size=2) * side
+        box = draw_object(img, rng, c["shape"], COLOURS[c["colour"]], c["pattern"], cx, cy, s)
+        fname = f"web/{img_id:06d}.jpg"
+        _write_jpg(osp.join(img_dir, fname), img)
+        images.append(dict(id=img_id, file_name=fname, width=side, height=side))
+        anns.append(_annotation(len(anns) + 1, img_id, c["id"], box))
+        proposals.append(_jittered(rng, box, JITTERS_PER_BOX, side, side))
+    return _coco_set("web", "web images (object views, each named; world-CLIP pretraining)", images, anns,
+                     all_ids, by_id), proposals
+
+
+def _exemplars(rng, classes, img_dir) -> dict:
+    """One exemplar image per class given (one object on a background of the world's kind, as a user would
+    crop from a photo): ``{class name: {"file", "box" [x1, y1, x2, y2], "size" [h, w]}}``."""
+    os.makedirs(osp.join(img_dir, "exemplars"), exist_ok=True)
+    out = {}
+    for c in classes:
+        h, w = (int(v) for v in rng.integers(IMG_RANGE[0], IMG_RANGE[1] + 1, size=2))
+        img = background(rng, h, w)
+        size = float(rng.uniform(0.3, 0.5) * min(h, w))
+        box = draw_object(img, rng, c["shape"], COLOURS[c["colour"]], c["pattern"], w / 2, h / 2, size)
+        fname = f"exemplars/{c['id']:03d}.jpg"
+        _write_jpg(osp.join(img_dir, fname), img)
+        out[c["name"]] = {"file": fname, "box": [int(v) for v in box], "size": [h, w]}
+    return out
+
+
+def _test_set(rng, by_id, img_dir, n_images, lvis_cats):
+    os.makedirs(osp.join(img_dir, "val"), exist_ok=True)
+    all_ids = sorted(by_id)
+    images, anns = [], []
+    for k in range(n_images):
+        img_id = VAL_IMG_ID0 + k
+        ids = [int(rng.choice(all_ids)) for _ in range(_num_objects(rng))]
+        fname = f"val/{img_id:06d}.jpg"
+        h, w, labelled, _ = _make_image(rng, by_id, ids, set(all_ids), osp.join(img_dir, fname))
+        present = {cid for cid, _ in labelled}
+        images.append(dict(id=img_id, file_name=fname, width=w, height=h,
+                           neg_category_ids=[c for c in all_ids if c not in present], not_exhaustive_category_ids=[]))
+        for cid, box in labelled:
+            anns.append(_annotation(len(anns) + 1, img_id, cid, box, lvis=True))
+    return dict(info=dict(description="synthetic open world, LVIS-style test set"), images=images, annotations=anns,
+                categories=lvis_cats, licenses=[])
+
+
+def _dump(out_dir, name, data):
+    with open(osp.join(out_dir, name), "w") as f:
+        json.dump(data, f)
+    return name
 
 
 def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: int = DEFAULT_DIM) -> dict:
@@ -261,88 +276,77 @@ def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: 
     by_id = {c["id"]: c for c in classes}
     split = split_vocabulary(seed)
     rng = np.random.default_rng([seed, 2])
+    files, stats, train = {}, {}, {}
+    for key in SETS:
+        train[key], set_stats = _train_set(rng, key, split, by_id, img_dir, counts["train"])
+        stats.update({f"train_{key}_{k}": v for k, v in set_stats.items()})
 
-    train_a, unl_a = _train_set(rng, "train_a", split["a"], split["b"], by_id, img_dir, counts["train"], 1)
-    train_b, unl_b = _train_set(rng, "train_b", split["b"], split["a"], by_id, img_dir, counts["train"], 100001)
-
-    # frequency from labelled training image counts over A ∪ B
     img_count = {c["id"]: 0 for c in classes}
     inst_count = {c["id"]: 0 for c in classes}
-    for data in (train_a, train_b):
+    for data in train.values():
         for c in category_info(data):
             img_count[c["id"]] += c["image_count"]
             inst_count[c["id"]] += c["instance_count"]
-    n_train = len(train_a["images"]) + len(train_b["images"])
-    t_rare, t_freq = frequency_thresholds(n_train)
-    freq = {cid: ("r" if n < t_rare else "c" if n < t_freq else "f") for cid, n in img_count.items()}
-
-    # exhaustively labelled test set
-    os.makedirs(osp.join(img_dir, "val"), exist_ok=True)
-    all_ids = [c["id"] for c in classes]
-    images, anns = [], []
-    for k in range(counts["test"]):
-        img_id = 200001 + k
-        ids = [int(rng.choice(all_ids)) for _ in range(int(rng.integers(3, 9)))]
-        fname = f"val/{img_id:06d}.jpg"
-        h, w, labelled, _ = _make_image(rng, by_id, ids, set(all_ids), osp.join(img_dir, fname))
-        present = {cid for cid, _ in labelled}
-        images.append(dict(id=img_id, file_name=fname, width=w, height=h,
-                           neg_category_ids=[c for c in all_ids if c not in present], not_exhaustive_category_ids=[]))
-        for cid, box in labelled:
-            anns.append(_annotation(len(anns) + 1, img_id, cid, box, lvis=True))
+    freq, (rare_below, frequent_from) = frequency_groups(img_count)
     lvis_cats = [{"id": c["id"], "name": c["name"], "synset": f"{c['shape']}.n.01", "synonyms": [c["name"]],
                   "def": f"a {c['name']} drawn on a cluttered background", "frequency": freq[c["id"]],
                   "image_count": img_count[c["id"]], "instance_count": inst_count[c["id"]]} for c in classes]
-    val = dict(info=dict(description="synthetic open world, LVIS-style test set"), images=images, annotations=anns,
-               categories=lvis_cats, licenses=[])
+    val = _test_set(rng, by_id, img_dir, counts["test"], lvis_cats)
+    stats.update(train_images=sum(len(d["images"]) for d in train.values()), val_images=len(val["images"]),
+                 val_boxes=len(val["annotations"]))
 
-    files = {}
-    for name, data in (("train_a.json", train_a), ("train_b.json", train_b), ("val_lvis.json", val)):
-        with open(osp.join(out_dir, name), "w") as f:
-            json.dump(data, f)
-        files[name[:-5]] = name
-    for name, data in (("train_a", train_a), ("train_b", train_b)):
-        with open(osp.join(out_dir, f"{name}_cat_info.json"), "w") as f:
-            json.dump(category_info(data), f)
-        files[f"{name}_cat_info"] = f"{name}_cat_info.json"
     enc = SyntheticTextEncoder(dim=embed_dim, seed=0)
-    for key, data in (("a", train_a), ("b", train_b), ("lvis", val)):
-        enc.save([c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])],
-                 osp.join(out_dir, f"emb_{key}.npy"))
+    for key, data in train.items():
+        files[f"train_{key}"] = _dump(out_dir, f"train_{key}.json", data)
+        files[f"train_{key}_cat_info"] = _dump(out_dir, f"train_{key}_cat_info.json", category_info(data))
         files[f"emb_{key}"] = f"emb_{key}.npy"
-    files["images"] = "images"
-    exemplars = _exemplars(np.random.default_rng([seed, 3]), classes, img_dir)  # own RNG: the sets stay as they were
-    ex_images, ex_anns = [], []
-    for k, (c, e) in enumerate(zip(classes, exemplars.values()), 1):   # one image per class, in class order
-        ex_images.append(dict(id=k, file_name=e["file"], width=e["size"][1], height=e["size"][0],
-                              neg_category_ids=[], not_exhaustive_category_ids=[]))
-        ex_anns.append(_annotation(k, k, c["id"], e["box"]))
-    with open(osp.join(out_dir, "exemplars.json"), "w") as f:
-        json.dump(dict(images=ex_images, annotations=ex_anns, categories=lvis_cats), f)
+        enc.save([c["name"] for c in data["categories"]], osp.join(out_dir, files[f"emb_{key}"]))
+    files["val_lvis"] = _dump(out_dir, "val_lvis.json", val)
+    for key in ("lvis", "web"):
+        files[f"emb_{key}"] = f"emb_{key}.npy"
+        enc.save([c["name"] for c in classes], osp.join(out_dir, files[f"emb_{key}"]))
+
+    web, web_boxes = _web_set(seed, by_id, img_dir, counts["web"])
+    files["web"] = _dump(out_dir, "web.json", web)
+    save_proposals(web_boxes, osp.join(out_dir, "rp_web.pkl"))
+    files["web_boxes"] = "rp_web.pkl"
+    stats.update(web_images=len(web["images"]), web_boxes=len(web["annotations"]))
+
+    novel_classes = [by_id[c] for c in split["novel"]]
+    exemplars = _exemplars(np.random.default_rng([seed, 3]), novel_classes, img_dir)
+    ex_images = [dict(id=k, file_name=e["file"], width=e["size"][1], height=e["size"][0], neg_category_ids=[],
+                      not_exhaustive_category_ids=[]) for k, e in enumerate(exemplars.values(), 1)]
+    ex_anns = [_annotation(k, k, c["id"], e["box"]) for k, (c, e) in enumerate(zip(novel_classes,
+                                                                                   exemplars.values()), 1)]
+    files["exemplars"] = _dump(out_dir, "exemplars.json", dict(images=ex_images, annotations=ex_anns,
+                                                                categories=lvis_cats))
     save_proposals([np.float32([[*e["box"], 1.0]]) for e in exemplars.values()], osp.join(out_dir, "rp_exemplars.pkl"))
-    files.update(exemplars="exemplars.json", exemplar_boxes="rp_exemplars.pkl")
+    files.update(exemplar_boxes="rp_exemplars.pkl", images="images")
 
     def role(cid):
-        return ("novel" if cid in split["novel"] else
-                "seen-both" if cid in split["a"] and cid in split["b"] else
-                "seen-A" if cid in split["a"] else "seen-B")
+        sets = [k for k in SETS if cid in set(split[k])]
+        return "novel" if not sets else "seen-" + "".join(sets)
 
     world = dict(
-        seed=seed, size=size, embed_dim=embed_dim, shapes=list(SHAPES), colours=list(COLOURS),
+        version=WORLD_VERSION, seed=seed, size=size, embed_dim=embed_dim, patterns=list(PATTERNS),
+        colours=list(COLOURS), shapes=list(SHAPES),
         classes=[dict(c, split=role(c["id"]), frequency=freq[c["id"]], train_image_count=img_count[c["id"]])
                  for c in classes],
-        vocabularies=dict(a=split["a"], b=split["b"], novel=split["novel"], seen=sorted(set(split["a"]) | set(split["b"])),
-                          test=all_ids),
-        frequency_rule=dict(rare_below=t_rare, frequent_from=t_freq, train_images=n_train,
-                            rule="LVIS thresholds (10, 100 training images) scaled by train_images/1000"),
-        novel_in_training_images=False, unlabelled_prob=UNLABELLED_PROB,
-        stats=dict(train_a_images=len(train_a["images"]), train_a_boxes=len(train_a["annotations"]),
-                   train_a_unlabelled_objects=unl_a, train_b_images=len(train_b["images"]),
-                   train_b_boxes=len(train_b["annotations"]), train_b_unlabelled_objects=unl_b,
-                   val_images=len(images), val_boxes=len(anns)),
-        files=files,
-        exemplars=exemplars,
+        training_sets={k: dict(description=v[0], classes=len(split[k])) for k, v in SETS.items()},
+        vocabularies=dict(**{k: split[k] for k in SETS}, novel=split["novel"],
+                          seen=sorted(set().union(*(split[k] for k in SETS))), test=sorted(by_id)),
+        frequency_rule=dict(rare_below=rare_below, frequent_from=frequent_from,
+                            rule="thresholds on labelled training images (all sets) at LVIS v1's class fractions "
+                                 "(28.0 % rare, 33.7 % frequent); never-labelled classes are rare",
+                            counts={g: sum(v == g for v in freq.values()) for g in "rcf"}),
+        popularity_exponent=POPULARITY_EXPONENT, unlabelled_prob=UNLABELLED_PROB,
+        novel_among_unlabelled=NOVEL_AMONG_UNLABELLED, novel_labelled_in_training=False,
+        stats=stats, files=files, exemplars=exemplars,
     )
+    return _dump_world(out_dir, world)
+
+
+def _dump_world(out_dir, world) -> dict:
     with open(osp.join(out_dir, "world.json"), "w") as f:
         json.dump(world, f, indent=1)
     return world

@@ -74,7 +74,9 @@ def calibration_section(boot: dict | None, cap: dict | None) -> list:
         metrics = list(next(iter(boot["runs"].values()), {}))
         lines += [f"Paired bootstrap over the {boot['n_images']} test images ({boot['n_boot']} resamples with "
                   "replacement; every run is scored on the same resampled image sets). AP in %, differences in "
-                  f"points; brackets: {level} percentile intervals.", "",
+                  f"points; brackets: {level} intervals — percentile intervals of the paired differences, and for "
+                  "each run its value ± 1.96 bootstrap standard deviations (with one or two test objects per "
+                  "class, resampled AP is biased, so a run's percentile interval can miss its own value).", "",
                   "| run | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
         intervals = boot.get("intervals", {})
         for name, vals in boot["runs"].items():

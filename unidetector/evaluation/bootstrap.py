@@ -17,6 +17,7 @@ order (sorted ids) in every resample, where duplicated images under new ids woul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -299,8 +300,8 @@ def bootstrap_lvis(gt, runs: dict, pairs, n_boot: int = 1000, seed: int = 0, met
     ``{"n_boot", "n_images", "level", "seed", "runs": {name: {metric: value}}, "intervals": {name: {metric:
     [low, high]}}, "differences": {"b - a": {metric: {"value", "low", "high"}}}}``: values on the full test set
     (= ``lvis_bbox_eval``, in [0, 1]; NaN for a frequency group without objects), intervals at ``level`` over the
-    resamples where the metric is defined: percentile intervals of the paired differences, basic (reflected)
-    intervals of each run's metrics (see ``basic_interval``).
+    resamples where the metric is defined: percentile intervals of the paired differences, normal intervals
+    (value ± z·bootstrap s.d.) of each run's metrics (see ``normal_interval``).
     """
     g = GroundTruth.from_lvis(gt)
     missing = [n for pair in pairs for n in pair if n not in runs]
@@ -314,16 +315,21 @@ def bootstrap_lvis(gt, runs: dict, pairs, n_boot: int = 1000, seed: int = 0, met
         x = x[np.isfinite(x)]
         return [float(v) for v in np.percentile(x, q)] if x.size else [float("nan")] * 2
 
-    def basic_interval(x):
-        """``[2θ - q_high, 2θ - q_low]``: resampled AP of one run is biased upwards when most classes have one
-        or two test objects (a duplicated image doubles them, a class left out no longer counts), so the
-        percentile interval can lie above the estimate; the basic interval reflects the bias around θ."""
-        lo, hi = interval(x[1:])
-        return [2 * float(x[0]) - hi, 2 * float(x[0]) - lo]
+    z = NormalDist().inv_cdf((1 + level) / 2)
+
+    def normal_interval(x):
+        """``θ ± z·sd`` of the resampled values: resampled AP of one run is biased (upwards here, when most
+        classes have one or two test objects: a class left out of a resample no longer counts), so its
+        percentile interval can miss the estimate; the spread is what an error bar of one run should show."""
+        rest = x[1:][np.isfinite(x[1:])]
+        if not rest.size or not np.isfinite(x[0]):
+            return [float("nan")] * 2
+        sd = float(np.std(rest, ddof=1)) if rest.size > 1 else 0.0
+        return [float(x[0]) - z * sd, float(x[0]) + z * sd]
 
     out = {"n_boot": int(n_boot), "n_images": len(g.image_ids), "level": level, "seed": seed,
            "runs": {n: {k: float(v[k][0]) for k in metrics} for n, v in per_run.items()},
-           "intervals": {n: {k: basic_interval(v[k]) for k in metrics} for n, v in per_run.items()},
+           "intervals": {n: {k: normal_interval(v[k]) for k in metrics} for n, v in per_run.items()},
            "differences": {}}
     for a, b in pairs:
         diff = {}

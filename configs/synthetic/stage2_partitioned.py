@@ -87,9 +87,13 @@ data = dict(
 # The world-CLIP's image tower (backbone, layer4, attention pool); fc_reg keeps its initialisation.
 load_from = 'work_dirs/world_clip/world_clip.pkl'
 allow_partial_load = True
-# AdamW (the official SGD 0.002 fine-tunes CLIP weights; SGD from scratch reached
-# about half the AP of AdamW in the same 300 iterations here).
-optimizer = dict(type='AdamW', lr=0.001, weight_decay=0.05)
+# AdamW (the official SGD 0.002 fine-tunes CLIP weights; SGD from scratch reached about half the AP of AdamW in
+# the same 300 iterations here). The pretrained layer4 and attention pool move at a tenth of the lr: trained on
+# three small label spaces, they otherwise forget what the world-CLIP knew of the classes no set labels (decided
+# on seed 1's world, whose test set is not the reported one: AP 11.7 vs 11.0, APr 12.7 vs 10.4).
+optimizer = dict(type='AdamW', lr=0.001, weight_decay=0.05,
+                 paramwise_cfg=dict(custom_keys={'roi_head.shared_head': dict(lr_mult=0.1),
+                                                 'roi_head.bbox_head.attnpool': dict(lr_mult=0.1)}))
 optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
 lr_config = dict(policy='step', warmup='linear', warmup_iters=50, warmup_ratio=0.001, step=[8, 11])
 runner = dict(type='EpochBasedRunner', max_epochs=12)

@@ -52,5 +52,5 @@ data = dict(
                pipeline=web_pipeline, proposal_file=data_root + 'rp_web.pkl'))
 load_from = None
 allow_partial_load = False
-optimizer = dict(type='AdamW', lr=0.002, weight_decay=0.05)
+optimizer = dict(_delete_=True, type='AdamW', lr=0.002, weight_decay=0.05)  # every module at the full lr
 lr_config = dict(policy='step', warmup='linear', warmup_iters=20, warmup_ratio=0.001, step=[8, 11])

@@ -56,7 +56,7 @@ from .proposals import save_proposals
 from .synthetic_draw import COLOURS, PATTERNS, SHAPES, background, draw_object, layout
 
 #: Bumped whenever the same (seed, size) would give other images or labels (keys the world-CLIP cache).
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 SETS = {"a": ("coco-like", 64), "b": ("objects365-like", 160), "c": ("openimages-like", 120)}
 NUM_NOVEL = 40
 ONLY_IN_A = 40  # seen classes labelled only in set a (the others are in b or c, some also in a)
@@ -68,9 +68,10 @@ MIN_OBJECT, MAX_OBJECT_FRAC = 20, 0.45
 #: LVIS v1's class fractions per frequency group (337, 461, 405 of 1203 classes)
 LVIS_FRACTIONS = {"r": 337 / 1203, "c": 461 / 1203, "f": 405 / 1203}
 WEB_IMAGES = 4000
+WEB_MAX_SIDE = 192
 JITTERS_PER_BOX = 2
 # images per training set, in the test set and in the web set; "tiny" runs every step once (compiles kernels)
-SIZES = {"tiny": dict(train=8, test=4, web=32), "small": dict(train=100, test=60, web=WEB_IMAGES),
+SIZES = {"tiny": dict(train=8, test=4, web=64), "small": dict(train=100, test=60, web=WEB_IMAGES),
          "full": dict(train=200, test=150, web=WEB_IMAGES)}
 TRAIN_IMG_ID0 = {"a": 1, "b": 100001, "c": 150001}
 VAL_IMG_ID0, WEB_IMG_ID0 = 200001, 300001
@@ -196,8 +197,8 @@ def _jittered(rng, box, n: int, h: int, w: int) -> np.ndarray:
 def _web_set(seed, by_id, img_dir, n_images):
     """The world-CLIP's images: object-centred views of every class, each named by its phrase (web images with
     captions). A view holds one object (20 px to 150 px, 30-50 % of the view's side, off-centre by up to 10 %)
-    among up to three neighbours on a cluttered background, as a region of a detection image has around it.
-    Returns ``(coco dict, proposals)``."""
+    among up to three neighbours on a cluttered background, as a region of a detection image has around it;
+    views larger than ``WEB_MAX_SIDE`` are drawn scaled down to it. Returns ``(coco dict, proposals)``."""
     rng = np.random.default_rng([seed, 4])
     all_ids = sorted(by_id)
     os.makedirs(osp.join(img_dir, "web"), exist_ok=True)
@@ -206,7 +207,10 @@ def _web_set(seed, by_id, img_dir, n_images):
         img_id = WEB_IMG_ID0 + k
         c = by_id[int(rng.choice(all_ids))]
         s = float(np.exp(rng.uniform(math.log(MIN_OBJECT), math.log(150))))
-        side = int(round(s / rng.uniform(0.3, 0.5)))
+        side = s / rng.uniform(0.3, 0.5)
+        if side > WEB_MAX_SIDE:   # drawn at most this large: the pretraining sees every view at 96 px anyway
+            s, side = s * WEB_MAX_SIDE / side, WEB_MAX_SIDE
+        side = int(round(side))
         img = background(rng, side, side)
         for _ in range(int(rng.integers(0, 4))):
             other = by_id[int(rng.choice(all_ids))]

@@ -19,9 +19,16 @@ same run, alternately:
   after swapping that time for our kernel's (``our_roi_align_seconds``). Post-processing
   (ours: decode, calibrated fusion, soft-NMS) is reported beside it, not compared;
 * ``nchw``: ours with the channels-last CPU path switched off (every convolution then reorders its
-  input and output in oneDNN).
+  input and output in oneDNN, and BatchNorm, residual add and ReLU are separate passes);
+* ``ours_bf16`` and ``torch_bf16`` (``--bf16``; by default where the processor has AMX or AVX-512-BF16):
+  ours with ``UNIDET_INFERENCE_DTYPE=bfloat16`` (the channels-last layers in bfloat16, float32
+  accumulation; an opt-in) and PyTorch channels-last under ``torch.autocast("cpu", torch.bfloat16)``.
+  ``bf16_ratio_vs_torch_bf16`` compares the two bfloat16 modes, ``bf16_ratio_vs_best_torch_float32``
+  ours in bfloat16 with PyTorch's best float32 layout; ``bf16_vs_float32`` gives the logit differences
+  between our two modes and how often they agree on the top class.
 
   python benchmarks/stage2_inference.py [--repeat 3] [--classes 1230] [--proposals 100] [--no-torch]
+                                        [--no-nchw] [--bf16 auto|on|off]
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ from jittor import nn
 
 from unidetector.models import detectors  # noqa: F401  (registers the model types)
 from unidetector.models.layers import channels_last
-from unidetector.ops import bbox2roi
+from unidetector.ops import bbox2roi, onednn
 from unidetector.registry import MODELS, build
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +100,8 @@ def build_ours(args, rng):
                 bbox_roi_extractor=dict(type="SingleRoIExtractor",
                                         roi_layer=dict(type="RoIAlign", output_size=14, sampling_ratio=0),
                                         out_channels=1024, featmap_strides=[16]),
-                bbox_head=dict(type="BBoxHeadCLIPInference", in_channels=2048, roi_feat_size=7, num_classes=args.classes,
+                bbox_head=dict(type="BBoxHeadCLIPInference", in_channels=2048, roi_feat_size=7,
+                               num_classes=args.classes,
                                zeroshot_path=emb, beta=0.3, withcalibration=True, gamma=0.6, resultfile=prior)),
             test_cfg=dict(rcnn=dict(score_thr=1e-4, nms=dict(type="soft_nms", iou_threshold=0.5, method="gaussian"),
                                     max_per_img=300)))
@@ -102,8 +110,11 @@ def build_ours(args, rng):
     return model, embeddings
 
 
-def torch_runner(model, embeddings, img_np, rois_np, channels_last_format: bool):
-    """A ``run_once`` of the plain-PyTorch reference on our weights: times backbone and RoI head."""
+def torch_runner(model, embeddings, img_np, rois_np, channels_last_format: bool, bf16: bool = False):
+    """A ``run_once`` of the plain-PyTorch reference on our weights: times backbone and RoI head
+    (``bf16``: under ``torch.autocast("cpu", torch.bfloat16)``, PyTorch's own bfloat16 mode)."""
+    import contextlib
+
     import torch
     from torch_reference import Stage2, load_jittor_weights, roi_align
 
@@ -117,7 +128,8 @@ def torch_runner(model, embeddings, img_np, rois_np, channels_last_format: bool)
         img = img.contiguous(memory_format=torch.channels_last)
 
     def run_once():
-        with torch.inference_mode():
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
             t = time.perf_counter()
             c4 = ref.backbone(img)
             t_backbone = time.perf_counter() - t
@@ -127,7 +139,7 @@ def torch_runner(model, embeddings, img_np, rois_np, channels_last_format: bool)
             t = time.perf_counter()
             roi_align(c4, rois, 14, 1 / 16)
             t_align = time.perf_counter() - t
-        return dict(backbone=t_backbone, roi_head=t_roi, roi_align=t_align, logits=logits.numpy())
+        return dict(backbone=t_backbone, roi_head=t_roi, roi_align=t_align, logits=logits.float().numpy())
 
     return run_once
 
@@ -141,6 +153,8 @@ def main():
     ap.add_argument("--width", type=int, default=1088)
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     ap.add_argument("--no-nchw", action="store_true", help="skip ours without the channels-last path")
+    ap.add_argument("--bf16", choices=["auto", "on", "off"], default="auto",
+                    help="also time bfloat16 inference (ours and PyTorch's autocast); auto: where the CPU has it")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -165,7 +179,8 @@ def main():
             x, t_backbone = timed(lambda: model.extract_feat(img))
             flops_backbone = flops["flops"]
             rois = bbox2roi([proposals])
-            (cls_score, bbox_pred), t_roi = timed(lambda: head(roi_head.shared_head(roi_head.bbox_roi_extractor(x, rois))))
+            (cls_score, bbox_pred), t_roi = timed(
+                lambda: head(roi_head.shared_head(roi_head.bbox_roi_extractor(x, rois))))
             flops_roi = flops["flops"] - flops_backbone
             _, t_align = timed(lambda: roi_head.bbox_roi_extractor(x, rois))
             (dets, labels), t_post = timed(lambda: head.get_bboxes(rois, (cls_score, proposals[:, -1]), bbox_pred,
@@ -174,16 +189,19 @@ def main():
         return dict(backbone=t_backbone, roi_head=t_roi, postprocess=t_post, flops_backbone=flops_backbone,
                     flops_roi=flops_roi, detections=int(dets.shape[0]), logits=cls_score.numpy(), roi_align=t_align)
 
-    def with_layout(enabled, fn):
+    def with_layout(enabled, fn, dtype="float32"):
         def run():
-            channels_last.ENABLED = enabled
+            channels_last.ENABLED, channels_last.DTYPE = enabled, dtype
             try:
                 return fn()
             finally:
-                channels_last.ENABLED = True
+                channels_last.ENABLED, channels_last.DTYPE = True, "float32"
         return run
 
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and onednn.bf16_supported())
     variants = {"ours": with_layout(True, run_once)}
+    if bf16:
+        variants["ours_bf16"] = with_layout(True, run_once, "bfloat16")
     if not args.no_nchw:
         variants["nchw"] = with_layout(False, run_once)
     if not args.no_torch:
@@ -192,6 +210,8 @@ def main():
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1))
         variants["torch"] = torch_runner(model, embeddings, img_np, rois_np, False)
         variants["torch_channels_last"] = torch_runner(model, embeddings, img_np, rois_np, True)
+        if bf16:
+            variants["torch_bf16"] = torch_runner(model, embeddings, img_np, rois_np, True, bf16=True)
     runs = {k: [] for k in variants}
     first = {k: fn() for k, fn in variants.items()}  # warm-up: compiles every kernel
     for _ in range(args.repeat):  # alternately, so that a busy machine slows every variant alike
@@ -205,7 +225,8 @@ def main():
     med["network"] = med["backbone"] + med["roi_head"]
     total = med["network"] + med["postprocess"]
     ours_align = float(np.median([r["roi_align"] for r in runs["ours"]]))
-    fl = first["nchw" if "nchw" in first else "ours"]  # the forward hooks only see the NCHW modules' calls
+    # the forward hooks only see the calls of NCHW modules (the channels-last path calls oneDNN directly)
+    fl = first["nchw"] if "nchw" in first else with_layout(False, run_once)()
     gflop_b, gflop_r = fl["flops_backbone"] / 1e9, fl["flops_roi"] / 1e9
     peak = cpu_peak_gflops()
     result = dict(
@@ -224,8 +245,16 @@ def main():
         nchw = median_times(runs["nchw"], ("backbone", "roi_head", "postprocess"))
         result["nchw_seconds"] = dict((k, round(v, 4)) for k, v in nchw.items())
         result["speedup_vs_nchw"] = round(sum(nchw.values()) / total, 3)
+    if "ours_bf16" in runs:
+        b = median_times(runs["ours_bf16"], ("backbone", "roi_head", "postprocess"))
+        b["network"] = b["backbone"] + b["roi_head"]
+        result["bf16_seconds"] = dict((k, round(v, 4)) for k, v in b.items())
+        diff = np.abs(first["ours_bf16"]["logits"] - first["ours"]["logits"])
+        result["bf16_vs_float32"] = dict(
+            max_logit_diff=float(diff.max()), mean_logit_diff=float(diff.mean()),
+            top1_agreement=float(np.mean(first["ours_bf16"]["logits"].argmax(1) == first["ours"]["logits"].argmax(1))))
     fair = {}  # each reference with its RoIAlign time replaced by ours (its RoIAlign loops over RoIs in Python)
-    for name in ("torch", "torch_channels_last"):
+    for name in ("torch", "torch_channels_last", "torch_bf16"):
         if name in runs:
             t = median_times(runs[name], ("backbone", "roi_head", "roi_align"))
             t["network"] = t["backbone"] + t["roi_head"]
@@ -234,6 +263,10 @@ def main():
             result[f"{name}_max_logit_diff"] = float(np.abs(first[name]["logits"] - first["ours"]["logits"]).max())
             swap = ours_align - t["roi_align"]
             fair[name] = dict(backbone=t["backbone"], roi_head=t["roi_head"] + swap, network=t["network"] + swap)
+    if "torch_bf16" in fair and "bf16_seconds" in result:
+        bf = fair.pop("torch_bf16")
+        result["torch_bf16_seconds_with_our_roi_align_time"] = dict((k, round(v, 4)) for k, v in bf.items())
+        result["bf16_ratio_vs_torch_bf16"] = dict((k, round(result["bf16_seconds"][k] / v, 3)) for k, v in bf.items())
     if fair:
         result["our_roi_align_seconds"] = round(ours_align, 4)
         best = {k: min(f[k] for f in fair.values()) for k in ("backbone", "roi_head", "network")}
@@ -241,6 +274,9 @@ def main():
         result["ratio_vs_best_torch"] = dict((k, round(med[k] / v, 3)) for k, v in best.items())
         result["goal_network_ratio"] = 0.4
         result["meets_goal"] = result["ratio_vs_best_torch"]["network"] <= 0.4
+        if "bf16_seconds" in result:  # ours in bfloat16 (opt-in) against PyTorch's float32 layouts
+            result["bf16_ratio_vs_best_torch_float32"] = dict(
+                (k, round(result["bf16_seconds"][k] / v, 3)) for k, v in best.items())
     print(json.dumps(result, indent=1))
 
 

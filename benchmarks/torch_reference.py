@@ -201,7 +201,8 @@ class _SeparableRoIAlign(torch.autograd.Function):
         grad = grad_out.new_zeros(ctx.feat_shape)
         for k, (b, y0, y9, x0, x9) in enumerate(ctx.windows):
             if y9 > y0 and x9 > x0:
-                grad[b, :, y0:y9, x0:x9] += torch.matmul(torch.matmul(wy[k, :, y0:y9].t(), grad_out[k]), wx[k, :, x0:x9])
+                window = torch.matmul(torch.matmul(wy[k, :, y0:y9].t(), grad_out[k]), wx[k, :, x0:x9])
+                grad[b, :, y0:y9, x0:x9] += window
         return grad, None, None, None
 
 
@@ -551,23 +552,24 @@ class PartitionedCLIPHead(nn.Module):
 
 
 class _RoIHeadCLIPTrain(nn.Module):
-    def __init__(self, embeddings, layers, width):
+    def __init__(self, embeddings, layers, width, roi_feat_size: int = 7):
         super().__init__()
         self.shared_head = SharedHead(layers, width)
-        self.bbox_head = PartitionedCLIPHead(embeddings, width * 32)
+        self.bbox_head = PartitionedCLIPHead(embeddings, width * 32, roi_feat_size)
 
 
 class Stage2Train(nn.Module):
-    """Stage-2 training network (CLIP ResNet C4, RoIAlign 14, layer4, partitioned CLIP head).
-    ``frozen_stages`` (stem = 0, ``layer1`` = 1) get no gradients; ``norm_eval``: every BatchNorm
-    uses its running statistics in training (the official stage 2), else batch statistics."""
+    """Stage-2 training network (CLIP ResNet C4, RoIAlign ``roi_size`` (official 14), layer4 (stride 2),
+    partitioned CLIP head with a ``roi_size / 2`` attention pool). ``frozen_stages`` (stem = 0,
+    ``layer1`` = 1) get no gradients; ``norm_eval``: every BatchNorm uses its running statistics in
+    training (the official stage 2), else batch statistics."""
 
     def __init__(self, embeddings: list, num_classes: int, layers=(1, 1, 1, 1), width: int = 16,
-                 frozen_stages: int = -1, norm_eval: bool = False):
+                 frozen_stages: int = -1, norm_eval: bool = False, roi_size: int = 14):
         super().__init__()
-        self.num_classes, self.norm_eval = num_classes, norm_eval
+        self.num_classes, self.norm_eval, self.roi_size = num_classes, norm_eval, roi_size
         self.backbone = ModifiedResNetC4(layers, width)
-        self.roi_head = _RoIHeadCLIPTrain(embeddings, layers, width)
+        self.roi_head = _RoIHeadCLIPTrain(embeddings, layers, width, roi_size // 2)
         b = self.backbone
         frozen = [b.conv1, b.bn1, b.conv2, b.bn2, b.conv3, b.bn3] if frozen_stages >= 0 else []
         frozen += [getattr(b, f"layer{i}") for i in range(1, frozen_stages + 1)]
@@ -585,7 +587,7 @@ class Stage2Train(nn.Module):
 
     def losses(self, img, targets: dict) -> dict:
         c4 = self.backbone(img)
-        feats = self.roi_head.shared_head(roi_align(c4, targets["rois"], 14, 1 / 16))
+        feats = self.roi_head.shared_head(roi_align(c4, targets["rois"], self.roi_size, 1 / 16))
         logits, deltas = self.roi_head.bbox_head(feats)
         return self.roi_head.bbox_head.losses(logits, deltas, targets, self.num_classes)
 

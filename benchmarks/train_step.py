@@ -9,9 +9,9 @@ with 5 random GT boxes each. Random weights.
   ``configs/coco_objects365_1ststage_rpn.py`` (base 64, FPN 256, FC 1024; frozen stem + layer1 and
   BN statistics) at 800×1344;
 * ``stage2``: the partitioned CLIP stage 2 of ``configs/synthetic/stage2_partitioned.py`` (CLIP ResNet
-  width 16, one block per stage, RoIAlign 14, layer4, attention pool, two vocabularies of 30 and 20
-  classes, 1024-d; AdamW) at 576×448 with 300 proposals per image, or with ``--full`` RN50 (width 64,
-  3-4-6-3, frozen stem + layer1 and BN statistics, SGD) at 800×1088.
+  width 16, one block per stage, RoIAlign of the config's size (official 14), layer4, attention pool,
+  two vocabularies of 30 and 20 classes, 1024-d; AdamW) at 576×448 with 300 proposals per image, or
+  with ``--full`` RN50 (width 64, 3-4-6-3, frozen stem + layer1 and BN statistics, SGD) at 800×1088.
 
 The PyTorch side (``benchmarks/torch_reference.py``) is the same network on the same weights; its
 losses take the anchor/RoI targets and sampled class masks of one forward of ours (fixed), so it
@@ -131,7 +131,8 @@ def stage2_model(cfg):
     head, b = cfg.model.roi_head.bbox_head, cfg.model.backbone
     embs = [np.load(p) for p in head.zeroshot_path]
     ref_kw = dict(embeddings=embs, num_classes=head.num_classes, layers=tuple(b.layers), width=b.width,
-                  frozen_stages=b.get("frozen_stages", 1), norm_eval=b.get("norm_eval", True))
+                  frozen_stages=b.get("frozen_stages", 1), norm_eval=b.get("norm_eval", True),
+                  roi_size=int(cfg.model.roi_head.bbox_roi_extractor.roi_layer.output_size))
     return model, ref_kw
 
 
@@ -323,7 +324,7 @@ def roi_align_seconds(stage: str, ref, img, targets: dict, repeat: int) -> dict:
         feats = ref.neck(ref.backbone(img))[:4] if stage == "stage1" else [ref.backbone(img)]
     rois = targets["rcnn"]["rois"] if stage == "stage1" else targets["rois"]
     strides = ref.strides if stage == "stage1" else (16,)
-    size = 7 if stage == "stage1" else 14
+    size = 7 if stage == "stage1" else ref.roi_size
     jt_feats = [jt.array(f.numpy()) for f in feats]
     jt_rois = jt.array(rois.numpy())
     levels = jt.array(tr.map_roi_levels(rois, len(feats)).numpy().astype(np.int32))

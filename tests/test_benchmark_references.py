@@ -204,7 +204,8 @@ def test_stage1_training_reference_matches_ours():
     np.random.seed(0)
     batch = train_step.random_batch(np.random.default_rng(0), 128, 160, classes=(1,))
     _check_training_equivalence("stage1", cfg, train_step.stage1_model, batch,
-                                ["backbone.conv1.weight", "backbone.layer2.1.bn2.weight", "neck.fpn_convs.0.conv.weight",
+                                ["backbone.conv1.weight", "backbone.layer2.1.bn2.weight",
+                                 "neck.fpn_convs.0.conv.weight",
                                  "rpn_head.rpn_conv.weight", "rpn_head.rpn_obj.bias",
                                  "roi_head.bbox_head.shared_fcs.0.weight", "roi_head.bbox_head.fc_bbox_score.weight"])
 
@@ -214,9 +215,9 @@ def test_stage1_training_reference_matches_ours():
 def test_stage2_training_reference_matches_ours(tmp_path, norm_eval):
     """The partitioned CLIP stage 2 (two vocabularies, sampled negative classes) on our targets."""
     cfg = train_step.stage2_config(False, str(tmp_path), classes=(7, 5), dim=16, width=8, layers=(1, 2, 1, 2))
-    if norm_eval:  # the official setting: frozen stem + layer1, running statistics
-        cfg.model.backbone.update(frozen_stages=1, norm_eval=True)
-        cfg.model.roi_head.shared_head.update(norm_eval=True)
+    # official: frozen stem + layer1, running statistics; else nothing frozen, batch statistics
+    cfg.model.backbone.update(frozen_stages=1 if norm_eval else -1, norm_eval=norm_eval)
+    cfg.model.roi_head.shared_head.update(norm_eval=norm_eval)
     cfg.model.train_cfg.rcnn.sampler.num = 12
     jt.set_global_seed(0)
     np.random.seed(0)

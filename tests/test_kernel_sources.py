@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 import unidetector  # noqa: F401  (runtime bootstrap before jittor)
-from unidetector.ops import batch_norm, bmm, kernel_source
+from unidetector.ops import activation, batch_norm, block_pool, bmm, kernel_source, onednn
 
 # the modules (the package exports functions of the same names)
 nms, roi_align = (importlib.import_module(f"unidetector.ops.{name}") for name in ("nms", "roi_align"))
@@ -56,6 +56,22 @@ def kernel_cases():
     for method, offset in (("hard", 0), ("gaussian", 1), ("linear", 0), ("naive", 0)):
         cases.append((f"nms-{method}", "nms", nms.nms_kernel_code(method, 0.5, 0.5, 1e-3, offset),
                       [(F, 2), (F, 1), (I, 1), (F, 1), (I, 1)], [(F, 1), (I, 1), (F, 2), (I, 1)]))
+    cases.append(("channel_affine-forward", "batch_norm", batch_norm.AFFINE_CODE["forward"], [(F, 4), (F, 1), (F, 1)],
+                  [(F, 4)]))
+    cases.append(("channel_affine-backward", "batch_norm", batch_norm.AFFINE_CODE["backward"],
+                  [(F, 4), (F, 4), (F, 1)], [(F, 4), (F, 1), (F, 1)]))
+    for name, code in activation.kernel_code().items():
+        cases.append((f"activation-{name}", "activation", code, [(F, 1)] * (1 if name == "relu" else 2), [(F, 1)]))
+    for direction, code in block_pool.kernel_code(2).items():
+        cases.append((f"block_pool-{direction}", "block_pool", code, [(F, 4)], [(F, 4)]))
+    for affine, residual in ((False, False), (True, True)):
+        cases.append((f"onednn-conv-{int(affine)}{int(residual)}", "onednn",
+                      onednn.conv_kernel_code("float32", affine, residual, True, (2, 2), (1, 1)),
+                      [(F, 4), (F, 4)] + [(F, 1)] * (2 * affine) + [(F, 4)] * residual, [(F, 4)]))
+    cases.append(("onednn-pool", "onednn", onednn.pool_kernel_code("float32", 2), [(F, 4)], [(F, 4)]))
+    for to_last in (True, False):
+        cases.append((f"onednn-layout-{int(to_last)}", "onednn", onednn.layout_kernel_code("float32", to_last),
+                      [(F, 4)], [(F, 4)]))
     cases.append(("lexsort", "nms_sort", nms.LEXSORT_CODE, [(I, 1), (F, 1), (I, 1)], [(I, 1)]))
     cases.append(("group_by_class", "nms_sort", nms.GROUP_CODE, [(I, 1)], [(I, 1), (I, 1)]))
     return cases

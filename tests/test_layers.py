@@ -1,5 +1,6 @@
-"""The CPU training kernels of the shared layers equal the plain formulas: batch-statistics
-BatchNorm (forward, gradients, running statistics), block average pooling, batched matmul."""
+"""The CPU training kernels of the shared layers equal the plain formulas or Jittor's own ops:
+batch-statistics BatchNorm (forward, gradients, running statistics), frozen-statistics BatchNorm (forward
+and gradients), block average pooling, batched matmul, ReLU and residual add + ReLU (forward and gradients)."""
 import numpy as np
 import pytest
 
@@ -7,7 +8,8 @@ import unidetector  # noqa: F401  (runtime bootstrap before jittor)
 import jittor as jt
 from jittor import nn
 
-from unidetector.models.layers import BatchNorm2d, BlockAvgPool2d, block_mean, make_norm
+from unidetector.models.layers import BatchNorm2d, BlockAvgPool2d, EvalBatchNorm2d, block_mean, make_norm
+from unidetector.ops import activation, batch_norm, block_pool
 from unidetector.ops.bmm import bmm
 
 
@@ -65,35 +67,75 @@ def test_batch_norm_matches_jittor_and_freezes_affine():
     np.testing.assert_allclose(ours(x).numpy(), theirs(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape,k", [((2, 3, 8, 6), 2), ((1, 4, 9, 11), 2), ((2, 2, 7, 10), 3)])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 32, 20, 24)])
+def test_frozen_batch_norm_kernel_equals_jittor_formula(shape):
+    """EvalBatchNorm2d (running statistics, trainable γ/β) on its OpenMP kernels: output and gradients w.r.t.
+    the input, γ and β equal Jittor's broadcast formula."""
+    rng = np.random.default_rng(6)
+    bn = EvalBatchNorm2d(shape[1])
+    for name in ("weight", "bias", "running_mean"):
+        getattr(bn, name).assign(jt.array(rng.normal(size=shape[1]).astype(np.float32)))
+    bn.running_var.assign(jt.array(rng.uniform(0.5, 2, size=shape[1]).astype(np.float32)))
+    bn.train()
+    x, dy = jt.array(rng.normal(size=shape).astype(np.float32)), jt.array(rng.normal(size=shape).astype(np.float32))
+    w = bn.weight / jt.sqrt(bn.running_var + bn.eps)
+    want = x * w.reshape(1, -1, 1, 1) + (bn.bias - bn.running_mean * w).reshape(1, -1, 1, 1)
+    got = bn(x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
+    params = [x, bn.weight, bn.bias]
+    for g, r in zip(jt.grad((got * dy).sum(), params), jt.grad((want * dy).sum(), params)):
+        np.testing.assert_allclose(g.numpy(), r.numpy(), rtol=1e-5, atol=1e-5 * np.abs(r.numpy()).max())
+    with pytest.raises(ValueError, match="float32"):
+        batch_norm.channel_affine(jt.zeros((2, 3)), jt.ones(3), jt.zeros(3))
+
+
+@pytest.mark.parametrize("shape,k", [((2, 3, 8, 6), 2), ((1, 4, 9, 11), 2), ((2, 2, 7, 10), 3), ((2, 24, 30, 37), 2)])
 def test_block_mean_equals_avg_pool(shape, k):
+    """The OpenMP kernels (NCHW; odd sizes drop the last row / column) and the channels-last reshape + mean
+    equal Jittor's AvgPool2d, forward and gradient."""
     rng = np.random.default_rng(2)
     x = jt.array(rng.normal(size=shape).astype(np.float32))
     ref = nn.AvgPool2d(k)
     got, want = BlockAvgPool2d(k)(x), ref(x)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
     dy = jt.array(rng.normal(size=want.shape).astype(np.float32))
-    np.testing.assert_allclose(jt.grad((got * dy).sum(), x).numpy(), jt.grad((want * dy).sum(), x).numpy(),
-                               rtol=1e-6, atol=1e-6)
-    nhwc = block_mean(x.transpose(0, 2, 3, 1), k, channels_last=True)
+    want_dx = jt.grad((want * dy).sum(), x).numpy()
+    np.testing.assert_allclose(jt.grad((got * dy).sum(), x).numpy(), want_dx, rtol=1e-6, atol=1e-6)
+    x_nhwc = jt.array(x.numpy().transpose(0, 2, 3, 1))
+    nhwc = block_mean(x_nhwc, k, channels_last=True)
     np.testing.assert_allclose(nhwc.numpy().transpose(0, 3, 1, 2), want.numpy(), rtol=1e-6, atol=1e-6)
+    dx_nhwc = jt.grad((nhwc * jt.array(dy.numpy().transpose(0, 2, 3, 1))).sum(), x_nhwc)
+    np.testing.assert_allclose(dx_nhwc.numpy().transpose(0, 3, 1, 2), want_dx, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("b,n,k,m", [(3, 4, 5, 6), (8, 1, 64, 33), (2, 17, 1, 3)])
-def test_bmm_matches_numpy_with_gradients(b, n, k, m):
-    rng = np.random.default_rng(3)
-    a_np, b_np = rng.normal(size=(b, n, k)).astype(np.float32), rng.normal(size=(b, k, m)).astype(np.float32)
-    g_np = rng.normal(size=(b, n, m)).astype(np.float32)
-    a, bb = jt.array(a_np), jt.array(b_np)
-    c = bmm(a, bb)
-    np.testing.assert_allclose(c.numpy(), a_np @ b_np, rtol=1e-5, atol=1e-5)
-    ga, gb = jt.grad((c * jt.array(g_np)).sum(), [a, bb])
-    np.testing.assert_allclose(ga.numpy(), g_np @ b_np.transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(gb.numpy(), a_np.transpose(0, 2, 1) @ g_np, rtol=1e-5, atol=1e-5)
+def test_block_mean_cpu_rejects_other_inputs():
+    with pytest.raises(ValueError, match="float32 4-D"):
+        block_pool.block_mean_cpu(jt.zeros((2, 3, 4)), 2)
 
 
-def test_bmm_rejects_mismatched_shapes():
-    with pytest.raises(ValueError, match=r"\(B, n, k\) @ \(B, k, m\)"):
-        bmm(jt.zeros((2, 3, 4)), jt.zeros((2, 5, 6)))
-    with pytest.raises(ValueError):
-        bmm(jt.zeros((2, 3, 4)), jt.zeros((3, 4, 6)))
+def _with_zeros(rng, shape):
+    """Normal float32 values, a tenth of them exactly 0 (the ReLU's gradient there is 0, as nn.relu)."""
+    x = rng.normal(size=shape).astype(np.float32)
+    x[rng.uniform(size=shape) < 0.1] = 0
+    return x
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (2, 16, 48, 40), (7,)])  # (2, 16, 48, 40): OpenMP threads
+def test_relu_kernels_equal_jittor_relu(shape):
+    rng = np.random.default_rng(4)
+    a, b, dy = (jt.array(_with_zeros(rng, shape)) for _ in range(3))
+    y, want = activation.relu(a), nn.relu(a)
+    np.testing.assert_array_equal(y.numpy(), want.numpy())
+    np.testing.assert_array_equal(jt.grad((y * dy).sum(), a).numpy(), jt.grad((want * dy).sum(), a).numpy())
+    y, want = activation.add_relu(a, b), nn.relu(a + b)
+    np.testing.assert_array_equal(y.numpy(), want.numpy())
+    for got, ref in zip(jt.grad((y * dy).sum(), [a, b]), jt.grad((want * dy).sum(), [a, b])):
+        np.testing.assert_array_equal(got.numpy(), ref.numpy())
+    assert np.any(y.numpy() == 0) and np.any(y.numpy() > 0)
+
+
+def test_relu_kernels_fall_back_for_other_inputs():
+    a = jt.array(np.array([[-1.0, 2.0]], np.float64))
+    np.testing.assert_array_equal(activation.relu(a).numpy(), [[0.0, 2.0]])
+    row = jt.array(np.array([[1.0, -3.0]], np.float32))
+    np.testing.assert_array_equal(activation.add_relu(row, jt.array(np.float32([1.0]))).numpy(), [[2.0, 0.0]])

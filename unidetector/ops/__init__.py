@@ -1,6 +1,6 @@
 """Detection ops with mmcv/mmdet 2.x semantics, in Jittor (CPU and CUDA kernels), and the kernels
-of the shared layers (``bmm``, ``batch_norm``, ``conv_nhwc``). Every ``jt.code`` kernel's C++ /
-CUDA source is a file in ``kernels/`` (see :mod:`.kernel_source`).
+of the shared layers (``bmm``, ``batch_norm``, ``activation``, ``block_pool``, ``onednn``). Every
+``jt.code`` kernel's C++ / CUDA source is a file in ``kernels/`` (see :mod:`.kernel_source`).
 
 Importing this package registers the box coders, ``AnchorGenerator``,
 ``MaxIoUAssigner`` and ``RandomSampler`` in ``unidetector.registry.TASK_UTILS``.

@@ -1,10 +1,16 @@
-"""Batch-statistics BatchNorm of (N, C, H, W) float32 on the CPU, as fused ``jt.code`` kernels.
+"""BatchNorm of (N, C, H, W) float32 on the CPU, as fused ``jt.code`` kernels: with batch statistics
+(training), and with frozen statistics as a per-channel affine (:func:`channel_affine`).
 
 Jittor's ``nn.BatchNorm`` composes it from generic reduce / broadcast ops that run on one CPU
 thread: in training the synthetic stage-2 model spent a third of each iteration in them. Here
 the forward and the backward are one kernel each (``kernels/batch_norm.cc``, where the formulas
 are written out): a loop per channel, OpenMP over channels, double accumulators. The layer that
 uses them is :class:`unidetector.models.layers.BatchNorm2d`.
+
+A BatchNorm with frozen (running) statistics but trainable γ/β (the official CLIP and ImageNet
+backbones, :class:`unidetector.models.layers.EvalBatchNorm2d`) is ``x * scale + shift`` per channel;
+as Jittor broadcasts its forward and reduces its backward on one thread, :func:`channel_affine` runs
+both as OpenMP kernels too.
 """
 from __future__ import annotations
 
@@ -31,6 +37,36 @@ def kernel_code(eps: float) -> dict:
             header, f"unidet::batch_norm_backward_cpu(in0_p, in1_p, in2_p, in3_p, in4_p, in0_shape0, in0_shape1, "
                     f"{hw}, out0_p, out1_p, out2_p);"),
     }
+
+
+AFFINE_CODE = {
+    "forward": kernel_source.KernelCode(
+        kernel_source.header(_SOURCE), "unidet::channel_affine_forward_cpu(in0_p, in1_p, in2_p, in0_shape0, "
+                                       "in0_shape1, (size_t)in0_shape2 * in0_shape3, out0_p);"),
+    "backward": kernel_source.KernelCode(
+        kernel_source.header(_SOURCE), "unidet::channel_affine_backward_cpu(in0_p, in1_p, in2_p, in0_shape0, "
+                                       "in0_shape1, (size_t)in0_shape2 * in0_shape3, out0_p, out1_p, out2_p);"),
+}
+"""``jt.code`` sources of :func:`channel_affine`: forward in0 = x (N, C, H, W), in1 = scale, in2 = shift (C,)
+→ out0 = y; backward in0 = x, in1 = dy, in2 = scale → out0 = dx, out1 = dscale, out2 = dshift."""
+
+
+class _ChannelAffine(jt.Function):
+    def execute(self, x, scale, shift):
+        self.x, self.scale = x, scale
+        return jt.code(x.shape, "float32", [x, scale, shift], **AFFINE_CODE["forward"].kwargs())
+
+    def grad(self, g):
+        return jt.code([self.x.shape, self.scale.shape, self.scale.shape], ["float32"] * 3,
+                       [self.x, g.float32(), self.scale], **AFFINE_CODE["backward"].kwargs())
+
+
+def channel_affine(x: jt.Var, scale: jt.Var, shift: jt.Var) -> jt.Var:
+    """``x * scale + shift`` per channel of float32 ``x`` (N, C, H, W), scale / shift (C,); differentiable
+    w.r.t. all three. CPU kernels (:data:`AFFINE_CODE`)."""
+    if x.ndim != 4 or x.dtype != "float32":
+        raise ValueError(f"channel_affine: needs a float32 (N, C, H, W) input, got {x.dtype} {tuple(x.shape)}")
+    return _ChannelAffine.apply(x, scale.float32(), shift.float32())
 
 
 class _BatchNormTrain(jt.Function):

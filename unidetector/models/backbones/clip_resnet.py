@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 from jittor import nn
 
+from ...ops.activation import add_relu, relu
 from ...registry import MODELS
 from ..layers import BlockAvgPool2d, channels_last, make_norm
 
@@ -45,17 +46,18 @@ class CLIPBottleneck(nn.Module):
 
     def execute(self, x, nhwc: bool = False):
         """(N, C, H, W) → (N, 4·planes, H/stride, W/stride); (N, H, W, C) in and out with ``nhwc``
-        (inference only, see :mod:`~unidetector.models.layers.channels_last`)."""
-        f = channels_last.apply if nhwc else _call
-        out = nn.relu(f(self.bn1, f(self.conv1, x)))
-        out = nn.relu(f(self.bn2, f(self.conv2, out)))
-        out = f(self.bn3, f(self.conv3, f(self.avgpool, out)))
-        identity = x if self.downsample is None else f(self.downsample, x)
-        return nn.relu(out + identity)
-
-
-def _call(module, x):
-    return module(x)
+        (inference only, see :mod:`~unidetector.models.layers.channels_last`: each convolution fused
+        with its BatchNorm, the residual add and the ReLU)."""
+        if nhwc:
+            cl = channels_last
+            out = cl.conv_bn(self.conv1, self.bn1, x, relu=True)
+            out = cl.apply(self.avgpool, cl.conv_bn(self.conv2, self.bn2, out, relu=True))
+            identity = x if self.downsample is None else cl.apply(self.downsample, x)
+            return cl.conv_bn(self.conv3, self.bn3, out, residual=identity, relu=True)
+        out = relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(self.avgpool(out)))
+        return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
 def run_blocks(owner: nn.Module, x, blocks):
@@ -166,10 +168,9 @@ class CLIPResNet(nn.Module):
             self._freeze_stages()
 
     def stem(self, x, nhwc: bool = False):
-        f = channels_last.apply if nhwc else _call
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
-            x = nn.relu(f(bn, f(conv, x)))
-        return f(self.avgpool, x)
+            x = channels_last.conv_bn(conv, bn, x, relu=True) if nhwc else relu(bn(conv(x)))
+        return channels_last.apply(self.avgpool, x) if nhwc else self.avgpool(x)
 
     def execute(self, x):
         return (run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3]),)

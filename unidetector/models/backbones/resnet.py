@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from jittor import nn
 
+from ...ops.activation import add_relu, relu
 from ...registry import MODELS
 from ..layers import make_norm
 from .clip_resnet import freeze, load_pretrained
@@ -39,11 +40,10 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), norm(out))
 
     def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
-        out = nn.relu(self.bn2(self.conv2(out)))
+        out = relu(self.bn1(self.conv1(x)))
+        out = relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return nn.relu(out + identity)
+        return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
 @MODELS.register_module()
@@ -108,7 +108,8 @@ class ResNet(nn.Module):
         self.res_layers = []
         stage_blocks = tuple(stage_blocks or ARCH_SETTINGS[depth])[:num_stages]
         if len(stage_blocks) < num_stages or min(stage_blocks) < 1:
-            raise ValueError(f"ResNet: stage_blocks={stage_blocks} must give >= 1 block for each of {num_stages} stages")
+            raise ValueError(f"ResNet: stage_blocks={stage_blocks} must give >= 1 block for each of "
+                             f"{num_stages} stages")
         for i, num_blocks in enumerate(stage_blocks):
             planes = base_channels * 2 ** i
             eval_bn = norm_eval or i < frozen_stages
@@ -140,7 +141,7 @@ class ResNet(nn.Module):
 
     def execute(self, x):
         """``(N, 3, H, W)`` -> tuple of the ``out_indices`` stage maps, finest first."""
-        x = self.maxpool(nn.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(relu(self.bn1(self.conv1(x))))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)

@@ -1,13 +1,13 @@
 """BatchNorm layers: fixed running statistics (the official CLIP / ImageNet backbones) or batch
-statistics whose CPU training step runs the fused kernels of :mod:`unidetector.ops.batch_norm`
-(training from scratch, e.g. the synthetic world).
+statistics (training from scratch, e.g. the synthetic world); on the CPU both run the fused kernels
+of :mod:`unidetector.ops.batch_norm`.
 """
 from __future__ import annotations
 
 import jittor as jt
 from jittor import nn
 
-from ...ops.batch_norm import batch_norm_train
+from ...ops.batch_norm import batch_norm_train, channel_affine
 
 
 class BatchNorm2d(nn.BatchNorm):
@@ -38,9 +38,11 @@ class EvalBatchNorm2d(nn.BatchNorm):
     """
 
     def execute(self, x):
-        dims = [0] + list(range(2, x.ndim))
         w = self.weight / jt.sqrt(self.running_var + self.eps)
         b = self.bias - self.running_mean * w
+        if x.ndim == 4 and x.dtype == "float32" and not jt.flags.use_cuda:
+            return channel_affine(x, w, b)  # OpenMP kernels (forward and gradients)
+        dims = [0] + list(range(2, x.ndim))
         return x * w.broadcast(x, dims) + b.broadcast(x, dims)
 
 

@@ -1,64 +1,113 @@
-"""Channels-last (NHWC) CPU inference for the CLIP ResNets.
+"""Channels-last (NHWC) CPU inference for the CLIP ResNets, each convolution fused with its BatchNorm,
+residual add and ReLU; float32, or bfloat16 as an opt-in.
 
 Jittor hands every CPU convolution to oneDNN in NCHW, and oneDNN computes in NHWC, so each
-call reorders its input and its output: at full width (stage-2 inference, CLIP RN50) those
-reorders were ~20 % of the time. Under ``jt.no_grad()`` on the CPU, the CLIP backbone and the
-RoI layer4 keep their activations channels-last from their first convolution to their last,
-with the same oneDNN convolution primitives (:func:`unidetector.ops.conv_nhwc.conv2d_nhwc`: the
-same results, without the reorders).
+call reorders its input and its output (~20 % of stage-2 inference at full width), and every
+BatchNorm, residual add and ReLU is a further single-threaded pass over memory. Under
+``jt.no_grad()`` on the CPU, the CLIP backbone and the RoI layer4 keep their activations
+channels-last from their first convolution to their last, and each convolution runs as one
+oneDNN call with its BatchNorm (running statistics), residual add and ReLU as post-ops
+(:func:`unidetector.ops.onednn.conv_bn_act`).
 
-``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``,
-``nn.BatchNorm`` (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride,
-no padding, floor), ``nn.Identity`` and ``nn.Sequential`` of those. Training always takes
-the ordinary NCHW path (gradients, batch statistics).
+``UNIDET_INFERENCE_DTYPE=bfloat16`` (or :data:`DTYPE`) runs these layers in bfloat16 on processors
+with AMX or AVX-512-BF16 (float32 accumulation, ~1e-2 relative difference from float32; elsewhere
+float32 with a printed note); their inputs and outputs stay float32 NCHW.
+
+``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``, ``nn.BatchNorm``
+(running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride, no padding, floor),
+``nn.Identity`` and ``nn.Sequential`` of those (a convolution followed by a BatchNorm runs fused).
+Training always takes the ordinary NCHW path (gradients, batch statistics).
 """
 from __future__ import annotations
 
 import os
+import sys
 
 import jittor as jt
 from jittor import nn
 
-from ...ops.conv_nhwc import available as onednn_available, conv2d_nhwc
-from .pooling import block_mean, pool_is_blockwise
+from ...ops import onednn
+from .pooling import pool_is_blockwise
 
 #: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
 ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
+#: the dtype of the channels-last layers: "float32" (default) or "bfloat16" (``UNIDET_INFERENCE_DTYPE``)
+DTYPE = os.environ.get("UNIDET_INFERENCE_DTYPE", "float32")
+_noted = set()
 
 
 def enabled(module: nn.Module) -> bool:
     """True for inference of ``module`` on the CPU (eval mode, no gradients) with oneDNN ops."""
     return (ENABLED and bool(jt.flags.no_grad) and not jt.flags.use_cuda and not module.is_training()
-            and onednn_available())
+            and onednn.available())
+
+
+def dtype() -> str:
+    """The dtype the channels-last layers compute in: :data:`DTYPE`, or float32 (with a note printed
+    once) where the processor has no bfloat16 instructions."""
+    if DTYPE not in onednn.DTYPES:
+        raise ValueError(f"UNIDET_INFERENCE_DTYPE / channels_last.DTYPE must be one of {onednn.DTYPES}, got {DTYPE!r}")
+    if DTYPE == "bfloat16" and not onednn.bf16_supported():
+        if "bf16" not in _noted:
+            _noted.add("bf16")
+            print("unidetector: bfloat16 inference asked for, but this processor has no AMX / AVX-512-BF16; "
+                  "using float32", file=sys.stderr)
+        return "float32"
+    return DTYPE
 
 
 def to_nhwc(x: jt.Var) -> jt.Var:
-    """(N, C, H, W) → (N, H, W, C)."""
-    return x.transpose(0, 2, 3, 1)
+    """(N, C, H, W) → (N, H, W, C) in :func:`dtype` (a oneDNN reorder)."""
+    return onednn.to_channels_last(x, dtype())
 
 
 def to_nchw(x: jt.Var) -> jt.Var:
-    """(N, H, W, C) → (N, C, H, W)."""
-    return x.transpose(0, 3, 1, 2)
+    """(N, H, W, C) → (N, C, H, W) float32 (a oneDNN reorder)."""
+    return onednn.to_channels_first(x)
+
+
+def _bn_scale_shift(bn: nn.BatchNorm):
+    scale = bn.weight / jt.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm | None, x: jt.Var, residual: jt.Var | None = None,
+            relu: bool = False) -> jt.Var:
+    """``relu(bn(conv(x)) + residual)`` on channels-last ``x`` in one oneDNN call (``bn`` with its
+    running statistics; ``bn``, ``residual`` and the ReLU optional)."""
+    if conv.groups != 1:
+        raise TypeError("channels_last: grouped convolutions have no channels-last rule")
+    scale = shift = None
+    if bn is not None:
+        scale, shift = _bn_scale_shift(bn)
+    if conv.bias is not None:
+        shift = conv.bias if bn is None else shift + conv.bias * scale
+    return onednn.conv_bn_act(x, conv.weight, conv.stride, conv.padding, conv.dilation, scale, shift, residual, relu)
 
 
 def apply(module: nn.Module, x: jt.Var) -> jt.Var:
     """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C')."""
     if isinstance(module, nn.Conv2d):
-        return conv2d_nhwc(x, module.weight, module.bias, module.stride, module.padding, module.dilation,
-                           module.groups)
+        return conv_bn(module, None, x)
     if isinstance(module, nn.BatchNorm):
-        scale = module.weight / jt.sqrt(module.running_var + module.eps)
-        return x * scale + (module.bias - module.running_mean * scale)
+        scale, shift = _bn_scale_shift(module)
+        return (x.float32() * scale + shift).cast(x.dtype)
     if isinstance(module, nn.AvgPool2d):
         if not pool_is_blockwise(module):
             raise TypeError("channels_last.apply: only AvgPool2d with kernel == stride, no padding, floor mode")
-        return block_mean(x, module.layer.kernel_size[0], channels_last=True)
+        return onednn.block_pool(x, module.layer.kernel_size[0])
     if isinstance(module, nn.Identity):
         return x
     if isinstance(module, nn.Sequential):
-        for layer in module:
-            x = apply(layer, x)
+        layers = list(module)
+        i = 0
+        while i < len(layers):
+            if (isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers)
+                    and isinstance(layers[i + 1], nn.BatchNorm)):
+                x = conv_bn(layers[i], layers[i + 1], x)
+                i += 2
+            else:
+                x = apply(layers[i], x)
+                i += 1
         return x
     raise TypeError(f"channels_last.apply: no channels-last rule for {type(module).__name__}")
-

@@ -5,6 +5,8 @@
 //   dgamma = sum dy * xhat,  dbeta = sum dy                      (xhat = (x - mean) / sqrt(var + eps))
 //   dx   = gamma / sqrt(var + eps) * (dy - dbeta / M - xhat * dgamma / M)
 // One loop per channel (OpenMP over channels), two passes over the data, double accumulators.
+// With frozen statistics (running mean / var) a BatchNorm is the per-channel affine y = x * scale + shift:
+//   dx = dy * scale,  dscale = sum dy * x,  dshift = sum dy                 (channel_affine_*_cpu)
 #ifndef BATCH_NORM_EPS  // set by batch_norm.py; this default serves editors and the syntax check
 #define BATCH_NORM_EPS 1e-05
 #endif
@@ -60,6 +62,40 @@ inline void batch_norm_backward_cpu(const float* x, const float* dy, const float
         }
         dgamma_out[c] = (float)dgamma;
         dbeta_out[c] = (float)sdy;
+    }
+}
+
+// x: (N, C, HW); scale, shift: (C,)  ->  y: (N, C, HW).
+inline void channel_affine_forward_cpu(const float* x, const float* scale, const float* shift, int N, int C,
+                                       size_t HW, float* y) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            const float a = scale[c], b = shift[c];
+            for (size_t i = 0; i < HW; i++) y[off + i] = x[off + i] * a + b;
+        }
+    }
+}
+
+// x, dy: (N, C, HW); scale: (C,)  ->  dx: (N, C, HW); dscale, dshift: (C,).
+inline void channel_affine_backward_cpu(const float* x, const float* dy, const float* scale, int N, int C, size_t HW,
+                                        float* dx, float* dscale_out, float* dshift_out) {
+    #pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        const float a = scale[c];
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) {
+                const float g = dy[off + i];
+                sdy += g;
+                sdyx += (double)g * x[off + i];
+                dx[off + i] = g * a;
+            }
+        }
+        dscale_out[c] = (float)sdyx;
+        dshift_out[c] = (float)sdy;
     }
 }
 

@@ -393,14 +393,7 @@ class Ablations(Experiment):
         self.log(f"unidet experiment --ablations ({self.mode}, seed {self.seed}) in {self.work_dir}; estimated "
                  f"~{self.ablation_plan['estimate_min']} min on a 2-core CPU with a warm compile cache")
         t_all = time.time()
-        for i, name in enumerate(STEPS, 1):
-            if only and name not in only:
-                continue
-            self.log(f"\n[{i}/{len(STEPS)}] {name}  (elapsed {time.time() - t_all:.0f} s)")
-            t = time.time()
-            getattr(self, f"step_{name}")()
-            self.report["timings"][name] = round(time.time() - t, 1)
-            out.write_text(json.dumps(self.report, indent=2))
+        self.run_steps(STEPS, only, out, t_all)
         if not only:
             self.report["timings"]["total"] = round(time.time() - t_all, 1)
             out.write_text(json.dumps(self.report, indent=2))

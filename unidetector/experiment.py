@@ -387,23 +387,27 @@ class Experiment:
         write_report(self.report, self.work_dir, self.world, self.path(RESULTS / "raw_val_lvis.pkl"), log=self.log)
 
     # -- driver -----------------------------------------------------------------------------------
+    def run_steps(self, steps, only, out, t_all: float) -> None:
+        """Run ``steps`` (all, or those in ``only``) in order, timing each and writing the report to ``out``
+        after every step (``unidet experiment`` and ``--ablations`` share this driver)."""
+        for i, name in enumerate(steps, 1):
+            if only and name not in only:
+                continue
+            self.log(f"\n[{i}/{len(steps)}] {name}  (elapsed {time.time() - t_all:.0f} s)")
+            t = time.time()
+            getattr(self, f"step_{name}")()
+            self.report["timings"][name] = round(time.time() - t, 1)
+            Path(out).write_text(json.dumps(self.report, indent=2))
+
     def run(self, only=None) -> dict:
         unknown = sorted(set(only or ()) - set(STEPS))
         if unknown:
             raise ValueError(f"unknown experiment step(s) {unknown}; the steps are {', '.join(STEPS)}")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        n = len(STEPS)
         self.log(f"unidet experiment ({self.mode}, seed {self.seed}) in {self.work_dir}; "
                  f"estimated ~{self.plan['estimate_min']} min on a 2-core CPU with a warm compile cache")
         t_all = time.time()
-        for i, name in enumerate(STEPS, 1):
-            if only and name not in only:
-                continue
-            self.log(f"\n[{i}/{n}] {name}  (elapsed {time.time() - t_all:.0f} s)")
-            t = time.time()
-            getattr(self, f"step_{name}")()
-            self.report["timings"][name] = round(time.time() - t, 1)
-            (self.work_dir / "report.json").write_text(json.dumps(self.report, indent=2))
+        self.run_steps(STEPS, only, self.work_dir / "report.json", t_all)
         self.report["timings"]["total"] = round(time.time() - t_all, 1)
         (self.work_dir / "report.json").write_text(json.dumps(self.report, indent=2))
         self.log(f"\ndone in {self.report['timings']['total']:.0f} s: {self.work_dir / 'report.md'}")

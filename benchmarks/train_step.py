@@ -113,6 +113,7 @@ def stage2_config(full: bool, tmp: str, classes=(30, 20), dim: int = 1024, width
         np.save(paths[-1], rng.standard_normal((c, dim)).astype(np.float32))
     head = cfg.model.roi_head.bbox_head
     head.zeroshot_path, head.cat_freq_path, head.num_classes = paths, [None] * len(paths), max(classes)
+    head.with_reg = True  # the official head's work, box regression included (the synthetic config has none)
     if full:
         width, layers = 64, (3, 4, 6, 3)
         cfg.model.backbone.update(frozen_stages=1, norm_eval=True)

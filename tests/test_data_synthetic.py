@@ -132,18 +132,30 @@ def test_frequency_split_follows_lvis(world):
 
 
 def test_web_set_names_every_class(world):
-    """The world-CLIP's web set: object crops of every class (novel ones included), one named box each, and
-    jittered copies of each box inside its crop as the proposal file."""
+    """The world-CLIP's web set: small scenes of 2-4 objects of every class (novel ones included), every object
+    named, at the detection images' object sizes, and jittered copies of each box inside its scene as the
+    proposal file."""
     import pickle
+
+    from unidetector.data.synthetic import JITTERS_PER_BOX, MIN_OBJECT, WEB_OBJECTS
 
     w = _json(world / "world.json")
     web = _json(world / "web.json")
-    assert len(web["images"]) == len(web["annotations"]) == w["stats"]["web_images"]
-    assert len({a["category_id"] for a in web["annotations"]}) > 0.9 * len(w["classes"])
+    assert len(web["images"]) == w["stats"]["web_images"] and len(web["annotations"]) == w["stats"]["web_boxes"]
+    per_image = np.bincount([a["image_id"] - web["images"][0]["id"] for a in web["annotations"]])
+    assert per_image.max() <= WEB_OBJECTS[1] and per_image.mean() > 2
+    assert len({a["category_id"] for a in web["annotations"]}) == len(w["classes"])
     assert {a["category_id"] for a in web["annotations"]} & set(w["vocabularies"]["novel"])
+    # objects from the smallest detection size to most of the scene, seen at 128 px
+    rel = np.array([max(a["bbox"][2:]) / web["images"][a["image_id"] - web["images"][0]["id"]]["width"]
+                    for a in web["annotations"]])
+    assert rel.min() * 128 < 1.6 * MIN_OBJECT and rel.max() > 0.6
     boxes = pickle.load(open(world / "rp_web.pkl", "rb"))
+    anns = {}
+    for a in web["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
     for img, props in zip(web["images"][:50], boxes):
-        assert props.shape[1] == 5 and (props[:, :4] >= 0).all()
+        assert props.shape == (JITTERS_PER_BOX * len(anns.get(img["id"], [])), 5) and (props[:, :4] >= 0).all()
         assert (props[:, 2] <= img["width"]).all() and (props[:, 3] <= img["height"]).all()
     np.testing.assert_allclose(np.load(world / "emb_web.npy"), np.load(world / "emb_lvis.npy"))
 

@@ -285,6 +285,7 @@ def test_experiment_stage2_model_establishes_its_encoder(tmp_path, monkeypatch):
     world), with the meta its trainer writes, needs no --encoder."""
     from unidetector.text.encoders import infer_encoder
     from unidetector.config import load_config
+    from unidetector.convert.checkpoints import region_embed_dim
     from unidetector.data.synthetic import generate_world
     from unidetector.engine.runner import build_model
 
@@ -297,7 +298,7 @@ def test_experiment_stage2_model_establishes_its_encoder(tmp_path, monkeypatch):
     cats = json.loads(Path("data/synthetic/train_a.json").read_text())["categories"]
     # runner.train_from_config records the (first) training set's CLASSES, in category-id order
     meta = {"CLASSES": [c["name"] for c in sorted(cats, key=lambda c: c["id"])]}
-    embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
+    embed_dim = region_embed_dim(sd)
     spec, reason = infer_encoder(sd, meta, embed_dim)
     assert spec == f"synthetic:dim={embed_dim},seed=0" and "synthetic encoder" in reason
 

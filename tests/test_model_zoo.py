@@ -516,6 +516,10 @@ def test_checkpoint_kinds_are_named(zoo, tmp_path, capsys):
     assert checkpoint_kind(e2e_keys) == "end2end"
     assert checkpoint_kind({"rpn_head.rpn_conv.weight": 0, "roi_head.bbox_head.fc_cls.weight": 0}) == "stage1"
     assert checkpoint_kind({"backbone.conv1.weight": 0}) == "backbone"
+    # a stage-2 head trained without box regression (with_reg=False) still carries its text embeddings
+    tower = {"backbone.conv1.weight": 0, "roi_head.bbox_head.attnpool.c_proj.weight": 0}
+    assert checkpoint_kind(tower) == "clip_init"
+    assert checkpoint_kind(dict(tower, **{"roi_head.bbox_head.zs_weights_0": 0})) == "stage2"
     e2e_cfg = dict(type="FasterRCNN", rpn_head=dict(type="RPNHead"), roi_head=dict(bbox_head=dict(type="BBoxHeadCLIP")))
     assert config_kind(e2e_cfg) == "end2end"
     assert checkpoint_kind_message("e2e.pth", e2e_keys, e2e_cfg) is None  # `unidet test` with its own config

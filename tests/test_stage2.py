@@ -59,6 +59,23 @@ def test_partitioned_loss_uses_only_own_dataset_logits(tmp_path):
     assert np.isfinite(losses["loss_cls"].item()) and losses["loss_bbox"].item() == 0
 
 
+def test_without_box_regression_boxes_are_the_proposals(tmp_path):
+    """``with_reg=False``: no ``fc_reg`` weights, no ``loss_bbox``, zero deltas, detections on the proposals' boxes."""
+    head = partitioned_head(tmp_path, with_reg=False, neg_class_sampler=UniformNegativeClassSampler(50, rng=0))
+    assert not [k for k in head.state_dict() if "fc_reg" in k] and head.embed_dim == DIM
+    feats = jt.randn(3, IN_CH, 7, 7)
+    scores, deltas = head(feats)
+    assert deltas.shape == (3, 4) and np.abs(deltas.numpy()).max() == 0
+    labels = jt.array(np.array([0, 2, head.num_classes], np.int64))
+    results = [SimpleNamespace(pos_bboxes=jt.zeros((2, 4)), neg_bboxes=jt.zeros((1, 4)))]
+    losses = head.loss(scores, deltas, jt.zeros((3, 5)), [dict(dataset_id=0)], results, labels, jt.ones(3),
+                       jt.zeros((3, 4)), jt.zeros((3, 4)))
+    assert set(losses) == {"loss_cls", "acc"}
+    rois = jt.array(np.array([[0, 10, 20, 50, 60], [0, 5.5, 7.25, 30, 90], [0, 0, 0, 99, 99]], np.float32))
+    boxes, _ = head.get_bboxes(rois, scores[0], deltas, (100, 100, 3), 1.0)
+    np.testing.assert_allclose(boxes.numpy().reshape(3, -1)[:, :4], rois.numpy()[:, 1:], atol=1e-4)
+
+
 def test_negative_sampler_excludes_zero_image_classes_and_caps_at_50():
     c = 200
     rng = np.random.default_rng(0)
@@ -201,7 +218,7 @@ def test_sgd_steps_decrease_partitioned_loss(tmp_path):
     cfg["roi_head"]["shared_head"]["width"] = width
     cfg["roi_head"]["bbox_roi_extractor"]["out_channels"] = width * 16
     cfg["roi_head"]["bbox_head"].update(
-        in_channels=width * 32, num_classes=9, cat_freq_path=[None, None],
+        in_channels=width * 32, num_classes=9, cat_freq_path=[None, None], with_reg=True,  # the official head
         zeroshot_path=[embeddings(tmp_path, "a", 6, 0), embeddings(tmp_path, "b", 9, 1)],
         neg_class_sampler=UniformNegativeClassSampler(50, rng=0))
     model = build(cfg, MODELS)

@@ -25,7 +25,8 @@ box deltas. Scoring a vocabulary ``T`` (text embeddings of the class names) is t
   (β = 1). Given ``proposals=`` replace its RPN.
 
 Other kinds are refused with what they are and where they go: a stage-1 checkpoint as the detector,
-a CLIP/RegionCLIP backbone initialisation (no box regression ``fc_reg``), a bare backbone.
+a CLIP/RegionCLIP backbone initialisation (neither a box regression ``fc_reg`` nor text embeddings), a bare
+backbone.
 
 **Cached regions**: ``f``, the deltas, the proposals and the image meta of the last ``cache_size``
 images are kept, keyed by the image content (sha1 of the pixels) and the proposal source, so a new
@@ -171,7 +172,7 @@ class Detector:
         self.score_thr = float(score_thr)
         self.num_proposals = int(num_proposals)
         self.cache_size = int(cache_size)
-        self.embed_dim = int(model.roi_head.bbox_head.fc_reg.weight.shape[1])
+        self.embed_dim = int(model.roi_head.bbox_head.embed_dim)
         self._regions = OrderedDict()      # (image hash, proposal key) -> Regions
         self._embeddings = {}              # tuple(names) -> (C, D) float32
         self._exemplars = OrderedDict()    # (image hash, box) -> (D,) unit-norm exemplar embedding
@@ -203,7 +204,7 @@ class Detector:
         ``--proposals``). ``text_encoder_required=False``: the vocabulary comes from image exemplars only, so a
         checkpoint whose text encoder cannot be established is accepted (class names then need one)."""
         import unidetector  # noqa: F401  (runtime bootstrap before jittor)
-        from .convert.checkpoints import checkpoint_kind, describe_checkpoint
+        from .convert.checkpoints import checkpoint_kind, describe_checkpoint, region_embed_dim
         from .engine.open_world import (apply_settings, build_loaded, config_for, open_world_model_config,
                                         read_detector_checkpoint)
 
@@ -223,7 +224,7 @@ class Detector:
             raise DetectorError(f"{checkpoint} is a stage-2 (CLIP RoI classifier) checkpoint: it classifies proposals "
                                 "made elsewhere; give --proposal-checkpoint STAGE1 (run stage 1 on each image) or "
                                 "--proposals rp.pkl (Python: proposal_checkpoint= or detect(proposals=))")
-        embed_dim = int(sd["roi_head.bbox_head.fc_reg.weight"].shape[1])
+        embed_dim = region_embed_dim(sd)
         enc, note = resolve_encoder(encoder, sd, meta, embed_dim, checkpoint,
                                     required=embeddings is None and text_encoder_required)
         cfg = apply_settings(config_for(checkpoint, meta, config, "stage-2"), checkpoint, cfg_options, max_dets)

@@ -64,7 +64,7 @@ LIGHT_STAGE1 = {"model.backbone.stage_blocks": [1, 1, 1, 1], "optimizer.lr": 0.0
 QUICK_STAGE2 = {"model.train_cfg.rcnn.sampler.num": 16, "model.train_cfg.rcnn.sampler.pos_fraction": 0.75}
 # One world-CLIP recipe for every plan, so the quick and full runs share its cache entry; the lr decays late
 # (at 80 and 95 % of the iterations): it pretrains from scratch.
-WORLD_CLIP_RECIPE = dict(epochs=4, options={}, lr_steps=(0.8, 0.95))
+WORLD_CLIP_RECIPE = dict(epochs=2, options={}, lr_steps=(0.8, 0.95))
 PLANS = {
     "quick": dict(size="small", estimate_min=5, world_clip=WORLD_CLIP_RECIPE,
                   stage1=dict(epochs=2, options=LIGHT_STAGE1), stage2=dict(epochs=2, options=QUICK_STAGE2)),

@@ -15,6 +15,7 @@ model = dict(
         bbox_head=dict(
             _delete_=True,
             type='BBoxHeadCLIPInference',
+            with_reg=False,  # as trained (stage2_partitioned.py): the boxes are the proposals'
             with_avg_pool=True,
             roi_feat_size=4,
             in_channels=512,  # = width * 32 of stage2_partitioned.py

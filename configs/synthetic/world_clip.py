@@ -20,6 +20,7 @@ model = dict(
         bbox_head=dict(
             _delete_=True,
             type='BBoxHeadCLIP',
+            with_reg=False,  # no box regression, as in RegionCLIP
             with_avg_pool=True,
             roi_feat_size=4,
             in_channels=512,
@@ -30,16 +31,16 @@ model = dict(
             zeroshot_path=data_root + 'emb_web.npy',
             num_classes=320,
             loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
-    # one region per crop and iteration: the box or one of its two jittered copies (IoU >= 0.5)
-    train_cfg=dict(rcnn=dict(sampler=dict(num=1, pos_fraction=1.0))))
-# object views of 40-500 px, all seen at 96 px (objects at 29-48 px, with neighbours and clutter around them)
+    # up to four regions per scene and iteration: boxes or their jittered copies (IoU >= 0.5), positives only
+    train_cfg=dict(rcnn=dict(sampler=dict(num=4, pos_fraction=1.0))))
+# scenes of 85-128 px with 2-4 objects, all seen at 128 px (objects of 20-100 px, as the detector sees them)
 img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
                     to_rgb=True)  # CLIP normalisation
 web_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadProposals', num_max_proposals=None),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', img_scale=(96, 96), keep_ratio=True),
+    dict(type='Resize', img_scale=(128, 128), keep_ratio=True),
     dict(type='RandomFlip', flip_ratio=0.5),
     dict(type='Normalize', **img_norm_cfg),
     dict(type='Pad', size_divisor=32),
@@ -47,7 +48,7 @@ web_pipeline = [
     dict(type='Collect', keys=['img', 'gt_bboxes', 'gt_labels', 'proposals']),
 ]
 data = dict(
-    samples_per_gpu=64,
+    samples_per_gpu=32,
     train=dict(_delete_=True, type='CocoDataset', ann_file=data_root + 'web.json', img_prefix=data_root + 'images/',
                pipeline=web_pipeline, proposal_file=data_root + 'rp_web.pkl'))
 load_from = None

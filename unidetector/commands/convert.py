@@ -33,14 +33,6 @@ def add_arguments(parser):
     parser.add_argument("--keep-fp16", action="store_true", help="store float16 weights as float16 (default float32)")
 
 
-def _embed_dim(sd: dict):
-    """The text-embedding dimension ``D`` of detector weights (``fc_reg`` input, attention-pool output)."""
-    for key, axis in (("roi_head.bbox_head.fc_reg.weight", 1), ("roi_head.bbox_head.attnpool.c_proj.weight", 0)):
-        if key in sd:
-            return int(sd[key].shape[axis])
-    return None
-
-
 def _reference_module(fmt: str, sd: dict, cfg, source: str = "<config>"):
     """A Jittor module whose state dict the converted keys should match, and the key prefixes it covers:
     the detector of ``cfg`` (built without data files) when given, else the parts of the format."""
@@ -50,9 +42,10 @@ def _reference_module(fmt: str, sd: dict, cfg, source: str = "<config>"):
 
     if cfg is not None:
         import unidetector.models  # noqa: F401  (registers the model types)
+        from ..convert.checkpoints import region_embed_dim
         from ..models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
 
-        with without_data_files(_embed_dim(sd)):
+        with without_data_files(region_embed_dim(sd)):
             return build(cfg.model, MODELS, key_path="model", filename=source), ("",)
 
     class Parts(nn.Module):

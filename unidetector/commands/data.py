@@ -72,7 +72,8 @@ def _synth(args) -> int:
     print(f"  val_lvis.json: {s['val_images']} images, {s['val_boxes']} boxes, {len(world['vocabularies']['test'])} "
           f"classes ({len(world['vocabularies']['novel'])} novel; rare/common/frequent "
           f"{'/'.join(str(rule['counts'][g]) for g in 'rcf')})")
-    print(f"  web.json (world-CLIP pretraining): {s['web_images']} object crops of every class")
+    print(f"  web.json (world-CLIP pretraining): {s['web_images']} small scenes, {s['web_boxes']} named "
+          "objects of every class")
     print(f"  embeddings: {', '.join(sorted(v for k, v in world['files'].items() if k.startswith('emb_')))}; "
           "vocabulary split and statistics: world.json")
     return 0

@@ -183,9 +183,10 @@ MODEL_NAMES = {"stage1": "a stage-1 model (proposal network)", "stage2": "a stag
 #: Why a checkpoint of each kind is what it is (the keys that say so).
 KIND_EVIDENCE = {
     "stage1": "rpn_head weights, no roi_head.bbox_head.attnpool",
-    "stage2": "roi_head.bbox_head.attnpool and fc_reg weights, no rpn_head",
+    "stage2": "roi_head.bbox_head.attnpool and fc_reg (or text-embedding zs_weights) weights, no rpn_head",
     "end2end": "rpn_head and roi_head.bbox_head.attnpool weights",
-    "clip_init": "roi_head.bbox_head.attnpool weights but no box regression roi_head.bbox_head.fc_reg, no rpn_head",
+    "clip_init": "roi_head.bbox_head.attnpool weights but neither a box regression roi_head.bbox_head.fc_reg nor "
+                 "text embeddings zs_weights, no rpn_head",
     "backbone": "only backbone.* weights",
 }
 #: Where a checkpoint of each kind is used.
@@ -205,17 +206,28 @@ KIND_USE = {
 
 def checkpoint_kind(state_dict: dict) -> str | None:
     """``'stage1'`` (proposal network: an RPN head, no CLIP attention pool), ``'end2end'`` (RPN head and a
-    CLIP RoI head), ``'stage2'`` (CLIP RoI head with box regression, no RPN), ``'clip_init'`` (CLIP
-    visual weights: attention pool but no ``fc_reg``), ``'backbone'`` (only ``backbone.*``), None otherwise."""
+    CLIP RoI head), ``'stage2'`` (CLIP RoI head with box regression or with its text embeddings — a head
+    trained here with ``with_reg=False`` has no ``fc_reg`` — no RPN), ``'clip_init'`` (CLIP visual weights:
+    attention pool, neither ``fc_reg`` nor ``zs_weights``), ``'backbone'`` (only ``backbone.*``), None otherwise."""
     keys = list(state_dict)
     rpn = any(k.startswith("rpn_head.") for k in keys)
     clip_head = any(k.startswith("roi_head.bbox_head.attnpool.") for k in keys)
     if rpn:
         return "end2end" if clip_head else "stage1"
     if clip_head:
-        return "stage2" if any(k.startswith("roi_head.bbox_head.fc_reg.") for k in keys) else "clip_init"
+        trained = ("roi_head.bbox_head.fc_reg.", "roi_head.bbox_head.zs_weights")
+        return "stage2" if any(k.startswith(trained) for k in keys) else "clip_init"
     if keys and all(k.startswith("backbone.") for k in keys):
         return "backbone"
+    return None
+
+
+def region_embed_dim(state_dict: dict) -> int | None:
+    """The text-embedding dimension ``D`` of detector weights (``fc_reg`` input, attention-pool output), None
+    without a CLIP RoI head."""
+    for key, axis in (("roi_head.bbox_head.fc_reg.weight", 1), ("roi_head.bbox_head.attnpool.c_proj.weight", 0)):
+        if key in state_dict:
+            return int(state_dict[key].shape[axis])
     return None
 
 

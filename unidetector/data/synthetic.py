@@ -24,10 +24,12 @@ from the training annotations, never from the test set.
 ``neg_category_ids`` = every category absent from the image, ``not_exhaustive_category_ids`` = ``[]``; the
 categories carry ``image_count`` / ``instance_count`` (training, over all sets) and ``frequency``.
 
-**Web set** (world-CLIP pretraining, :mod:`unidetector.engine.world_clip`): images of objects of *all*
-classes, each named by its phrase, as the web data CLIP / RegionCLIP learn from covers LVIS's rare classes.
-It has its own random stream and does not depend on ``size`` (tiny excepted), so the quick and full runs
-share one world-CLIP. ``rp_web.pkl`` holds jittered copies of every box (the regions of the pretraining).
+**Web set** (world-CLIP pretraining, :mod:`unidetector.engine.world_clip`): small scenes of 2-4 objects of
+*all* classes, every object named by its phrase, as the web data CLIP / RegionCLIP learn from covers LVIS's
+rare classes; objects have the sizes and overlaps of the detection images, so the pretraining sees regions as
+the detector will. It has its own random stream and does not depend on ``size`` (tiny excepted), so the quick
+and full runs share one world-CLIP. ``rp_web.pkl`` holds jittered copies of every box (the regions of the
+pretraining).
 
 Images are 256–384 px on each side, 4–10 objects each (20 px to 45 % of the short side), partial overlaps
 (a new object covers at most half of an earlier one), on cluttered low-saturation backgrounds.
@@ -56,7 +58,7 @@ from .proposals import save_proposals
 from .synthetic_draw import COLOURS, PATTERNS, SHAPES, background, draw_object, layout
 
 #: Bumped whenever the same (seed, size) would give other images or labels (keys the world-CLIP cache).
-WORLD_VERSION = 4
+WORLD_VERSION = 5
 SETS = {"a": ("coco-like", 64), "b": ("objects365-like", 160), "c": ("openimages-like", 120)}
 NUM_NOVEL = 40
 ONLY_IN_A = 40  # seen classes labelled only in set a (the others are in b or c, some also in a)
@@ -67,8 +69,10 @@ IMG_RANGE = (256, 384)
 MIN_OBJECT, MAX_OBJECT_FRAC = 20, 0.45
 #: LVIS v1's class fractions per frequency group (337, 461, 405 of 1203 classes)
 LVIS_FRACTIONS = {"r": 337 / 1203, "c": 461 / 1203, "f": 405 / 1203}
-WEB_IMAGES = 4000
-WEB_MAX_SIDE = 192
+WEB_IMAGES = 6000
+#: the world-CLIP's input side (configs/synthetic/world_clip.py resizes every web scene to it), the range of
+#: upsampling from the drawn scene to it, objects per scene and their largest size as a fraction of the side
+WEB_SIDE, WEB_UPSCALE, WEB_OBJECTS, WEB_MAX_OBJECT_FRAC = 128, (1.0, 1.5), (2, 4), 0.8
 JITTERS_PER_BOX = 2
 # images per training set, in the test set and in the web set; "tiny" runs every step once (compiles kernels)
 SIZES = {"tiny": dict(train=8, test=4, web=64), "small": dict(train=100, test=60, web=WEB_IMAGES),
@@ -195,37 +199,34 @@ def _jittered(rng, box, n: int, h: int, w: int) -> np.ndarray:
 
 
 def _web_set(seed, by_id, img_dir, n_images):
-    """The world-CLIP's images: object-centred views of every class, each named by its phrase (web images with
-    captions). A view holds one object (20 px to 150 px, 30-50 % of the view's side, off-centre by up to 10 %)
-    among up to three neighbours on a cluttered background, as a region of a detection image has around it;
-    views larger than ``WEB_MAX_SIDE`` are drawn scaled down to it. Returns ``(coco dict, proposals)``."""
+    """The world-CLIP's images: small scenes of ``WEB_OBJECTS`` objects of any classes, every object named by its
+    phrase (RegionCLIP's region-concept pairs from web images). Objects are 20 px to ``WEB_MAX_OBJECT_FRAC`` of
+    the side, placed as in the detection images (partial overlaps, clutter), so that the pretraining sees the
+    sizes and occlusions the detector's regions have; each scene is drawn at ``1/u`` of the pretraining side
+    ``WEB_SIDE`` (``u`` in ``WEB_UPSCALE``) and resized back by the pipeline, as the detector upsamples its
+    images. Returns ``(coco dict, proposals)`` (jittered copies of every box)."""
     rng = np.random.default_rng([seed, 4])
     all_ids = sorted(by_id)
     os.makedirs(osp.join(img_dir, "web"), exist_ok=True)
     images, anns, proposals = [], [], []
     for k in range(n_images):
         img_id = WEB_IMG_ID0 + k
-        c = by_id[int(rng.choice(all_ids))]
-        s = float(np.exp(rng.uniform(math.log(MIN_OBJECT), math.log(150))))
-        side = s / rng.uniform(0.3, 0.5)
-        if side > WEB_MAX_SIDE:   # drawn at most this large: the pretraining sees every view at 96 px anyway
-            s, side = s * WEB_MAX_SIDE / side, WEB_MAX_SIDE
-        side = int(round(side))
+        side = int(round(WEB_SIDE / rng.uniform(*WEB_UPSCALE)))
         img = background(rng, side, side)
-        for _ in range(int(rng.integers(0, 4))):
-            other = by_id[int(rng.choice(all_ids))]
-            angle, dist = rng.uniform(0, 2 * math.pi), rng.uniform(0.45, 0.7) * side
-            draw_object(img, rng, other["shape"], COLOURS[other["colour"]], other["pattern"],
-                        side / 2 + dist * math.cos(angle), side / 2 + dist * math.sin(angle),
-                        s * float(np.exp(rng.uniform(-0.7, 0.4))))
-        cx, cy = side / 2 + rng.uniform(-0.1, 0.1, size=2) * side
-        box = draw_object(img, rng, c["shape"], COLOURS[c["colour"]], c["pattern"], cx, cy, s)
+        n = int(rng.integers(WEB_OBJECTS[0], WEB_OBJECTS[1] + 1))
+        boxes = []
+        for (cx, cy, s), cid in zip(layout(rng, side, side, n, MIN_OBJECT, WEB_MAX_OBJECT_FRAC),
+                                    rng.choice(all_ids, size=n)):
+            c = by_id[int(cid)]
+            box = draw_object(img, rng, c["shape"], COLOURS[c["colour"]], c["pattern"], cx, cy, s)
+            if box is not None and box[2] - box[0] >= 1 and box[3] - box[1] >= 1:
+                anns.append(_annotation(len(anns) + 1, img_id, c["id"], box))
+                boxes.append(_jittered(rng, box, JITTERS_PER_BOX, side, side))
         fname = f"web/{img_id:06d}.jpg"
         _write_jpg(osp.join(img_dir, fname), img)
         images.append(dict(id=img_id, file_name=fname, width=side, height=side))
-        anns.append(_annotation(len(anns) + 1, img_id, c["id"], box))
-        proposals.append(_jittered(rng, box, JITTERS_PER_BOX, side, side))
-    return _coco_set("web", "web images (object views, each named; world-CLIP pretraining)", images, anns,
+        proposals.append(np.concatenate(boxes) if boxes else np.zeros((0, 5), np.float32))
+    return _coco_set("web", "web images (small scenes, every object named; world-CLIP pretraining)", images, anns,
                      all_ids, by_id), proposals
 
 

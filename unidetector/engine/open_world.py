@@ -66,7 +66,7 @@ def open_world_model_config(model_cfg, embed_dim: int, beta: float) -> dict:
     new_head = dict(type="BBoxHeadCLIPInference", roi_feat_size=head.get("roi_feat_size", 7),
                     in_channels=head.get("in_channels", 2048), reg_class_agnostic=True,
                     zeroshot_path=None, embed_dim=int(embed_dim), beta=float(beta), withcalibration=False)
-    for key in ("bbox_coder", "loss_bbox", "attnpool", "reg_decoded_bbox"):
+    for key in ("bbox_coder", "loss_bbox", "attnpool", "reg_decoded_bbox", "with_reg"):
         if head.get(key) is not None:
             new_head[key] = head[key]
     roi_head["bbox_head"] = new_head

@@ -3,7 +3,7 @@
 Training is ``configs/synthetic/world_clip.py`` through the ordinary trainer. What stage 2 loads is the
 image tower only — ``backbone.*``, ``roi_head.shared_head.*`` and ``roi_head.bbox_head.attnpool.*``, the
 keys of a RegionCLIP checkpoint — so it takes the path a real user's RegionCLIP initialisation takes
-(``load_from`` + ``allow_partial_load``; the box regression ``fc_reg`` starts from its initialisation).
+(``load_from`` + ``allow_partial_load``).
 
 The cache (``<cache>/world_clip/<key>.pkl``, ``<cache>`` = ``$UNIDET_CACHE_DIR`` or ``~/.cache/unidetector``)
 is keyed by everything the weights depend on: the world version and seed, the web set's size and the

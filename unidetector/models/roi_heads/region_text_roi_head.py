@@ -14,7 +14,7 @@ weights)::
 The RoIs are the ground-truth boxes and their jittered copies (the proposal file, kept when their IoU
 with a box is ≥ ``train_cfg.assigner.pos_iou_thr``): positives only, there is no background. Module names
 are those of ``StandardRoIHead``, so the trained weights initialise stage 2 through ``load_from`` like a
-RegionCLIP checkpoint (``fc_reg`` is not trained here, as RegionCLIP has no box regression).
+RegionCLIP checkpoint (no box regression: the config sets ``with_reg=False``, as RegionCLIP has none).
 """
 from __future__ import annotations
 

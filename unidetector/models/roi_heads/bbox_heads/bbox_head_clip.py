@@ -7,7 +7,8 @@ The head turns ``(N, C5, 7, 7)`` RoI features (CLIP ``layer4`` output) into
   ``E`` is the ``(C, D)`` frozen text embedding of the vocabulary (``zeroshot_path`` .npy). The zero
   last column gives the (never used) background logit 0: there is no learned background, temperature
   or bias;
-* class-agnostic deltas ``fc_reg(f)`` ``(N, 4)`` (DeltaXYWH, stds ``.1, .1, .2, .2``).
+* class-agnostic deltas ``fc_reg(f)`` ``(N, 4)`` (DeltaXYWH, stds ``.1, .1, .2, .2``); ``with_reg=False``
+  (not official: the synthetic configs) has no ``fc_reg`` and keeps the proposals' boxes.
 
 Training (``BBoxHeadCLIP.loss``) is a sigmoid BCE restricted to the classes present in the batch plus
 up to ``fed_loss_num_cat`` uniformly sampled negative classes (:class:`UniformNegativeClassSampler`,
@@ -205,10 +206,13 @@ class CLIPBBoxHeadBase(nn.Module):
         reg_decoded_bbox: apply the box loss to decoded boxes (False officially).
         loss_bbox: box loss config (``L1Loss``).
         attnpool: overrides of ``AttentionPool2d(spacial_dim, embed_dim, num_heads, output_dim)``.
+        with_reg: build ``fc_reg`` and train it (official); False keeps every box where its proposal put it
+            (no ``fc_reg`` weights, no ``loss_bbox``, zero deltas).
     """
 
     def __init__(self, roi_feat_size: int, in_channels: int, num_classes: int, embed_dim: int, bbox_coder: dict,
-                 reg_class_agnostic: bool, reg_decoded_bbox: bool, loss_bbox: dict, attnpool: dict | None):
+                 reg_class_agnostic: bool, reg_decoded_bbox: bool, loss_bbox: dict, attnpool: dict | None,
+                 with_reg: bool = True):
         super().__init__()
         if not reg_class_agnostic:
             raise ValueError(f"{type(self).__name__}: only reg_class_agnostic=True is supported (official configs)")
@@ -222,9 +226,12 @@ class CLIPBBoxHeadBase(nn.Module):
             raise ValueError(f"{type(self).__name__}: attnpool output_dim {pool_cfg['output_dim']} differs from "
                              f"the text-embedding dimension {embed_dim}")
         self.attnpool = AttentionPool2d(**pool_cfg)
-        self.fc_reg = nn.Linear(embed_dim, 4)
-        nn.init.gauss_(self.fc_reg.weight, 0.0, 0.001)
-        nn.init.constant_(self.fc_reg.bias, 0.0)
+        self.with_reg = bool(with_reg)
+        self._embed_dim = int(embed_dim)
+        self.fc_reg = nn.Linear(embed_dim, 4) if self.with_reg else None
+        if self.with_reg:
+            nn.init.gauss_(self.fc_reg.weight, 0.0, 0.001)
+            nn.init.constant_(self.fc_reg.bias, 0.0)
         self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="bbox_head.bbox_coder")
         self.loss_bbox = build(loss_bbox, MODELS, key_path="bbox_head.loss_bbox")
 
@@ -237,13 +244,13 @@ class CLIPBBoxHeadBase(nn.Module):
     @property
     def embed_dim(self) -> int:
         """``D``, the dimension of the region (and text) embeddings."""
-        return int(self.fc_reg.weight.shape[1])
+        return self._embed_dim
 
     def embed(self, roi_feats: jt.Var):
         """``(N, C5, s, s)`` RoI features → region embeddings ``(N, D)`` (attention pool) and class-agnostic
-        box deltas ``(N, 4)``. Everything before the vocabulary."""
+        box deltas ``(N, 4)`` (zeros without ``fc_reg``). Everything before the vocabulary."""
         f = self.attnpool(roi_feats)
-        return f, self.fc_reg(f)
+        return f, self.fc_reg(f) if self.with_reg else jt.zeros((f.shape[0], 4))
 
     def own_vocabulary(self) -> jt.Var:
         """``(D, C + 1)`` classifier weights of the vocabulary the head was built with (``zs_weights``)."""
@@ -310,17 +317,21 @@ class CLIPBBoxHeadBase(nn.Module):
         return out
 
     def loss_box(self, bbox_pred: jt.Var, rois: jt.Var, labels: jt.Var, bbox_targets: jt.Var,
-                 bbox_weights: jt.Var) -> jt.Var:
-        """``loss_bbox(deltas of positives, targets) / N`` (N = all sampled RoIs, mmdet ``BBoxHead``)."""
+                 bbox_weights: jt.Var) -> dict:
+        """``dict(loss_bbox=loss_bbox(deltas of positives, targets) / N)`` (N = all sampled RoIs, mmdet
+        ``BBoxHead``); empty without ``fc_reg``."""
+        if not self.with_reg:
+            return {}
         labels_np = labels.numpy()
         pos = np.flatnonzero((labels_np >= 0) & (labels_np < self.num_classes))
         if pos.size == 0:
-            return bbox_pred.sum() * 0.0
+            return dict(loss_bbox=bbox_pred.sum() * 0.0)
         pos = jt.array(pos)
         pred = bbox_pred[pos]
         if self.reg_decoded_bbox:
             pred = self.bbox_coder.decode(rois[pos, 1:], pred)
-        return self.loss_bbox(pred, bbox_targets[pos], bbox_weights[pos], avg_factor=float(bbox_targets.shape[0]))
+        return dict(loss_bbox=self.loss_bbox(pred, bbox_targets[pos], bbox_weights[pos],
+                                             avg_factor=float(bbox_targets.shape[0])))
 
     def sampled_bce(self, logits: jt.Var, labels: np.ndarray, bg_label: int, image_counts, sampler) -> jt.Var:
         """Masked BCE of ``(B, C + 1)`` logits of one vocabulary, summed and divided by ``B``.
@@ -384,8 +395,6 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
                  loss_cls=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0),
                  loss_bbox=dict(type="L1Loss", loss_weight=1.0), init_cfg=None, attnpool=None,
                  neg_class_sampler=None, embed_dim=None):
-        if not with_reg:
-            raise ValueError(f"{type(self).__name__}: with_reg=False is not supported")
         if zeroshot_path is None:  # no vocabulary of its own: it is given at scoring time (open world)
             dim = embed_dim or embedding_dim(attnpool)
             if dim is None:
@@ -396,7 +405,7 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
             emb = head_embeddings(zeroshot_path, num_classes, attnpool, type(self).__name__)
             dim = emb.shape[1]
         super().__init__(roi_feat_size, in_channels, num_classes, int(dim), bbox_coder, reg_class_agnostic,
-                         reg_decoded_bbox, loss_bbox, attnpool)
+                         reg_decoded_bbox, loss_bbox, attnpool, with_reg)
         self.zs_weights = None if emb is None else classifier_weights(emb)
         self.zeroshot_files = [embedding_source(zeroshot_path)] if emb is not None else []  # for messages
         self.image_counts = load_image_counts(cat_freq_path)
@@ -421,7 +430,7 @@ class BBoxHeadCLIP(CLIPBBoxHeadBase):
         loss_cls = self.sampled_bce(cls_score, labels_np, self.num_classes, self.image_counts,
                                     self.neg_class_sampler) * self.loss_cls_weight
         return dict(loss_cls=loss_cls, acc=accuracy(cls_score, labels),
-                    loss_bbox=self.loss_box(bbox_pred, rois, labels, bbox_targets, bbox_weights))
+                    **self.loss_box(bbox_pred, rois, labels, bbox_targets, bbox_weights))
 
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):
         """Boxes and ``sigmoid`` scores ``(n, C + 1)`` (``cfg`` None) or NMS-ed detections (mmdet signature)."""

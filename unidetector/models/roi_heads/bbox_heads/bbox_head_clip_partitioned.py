@@ -60,8 +60,6 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
         if len(cat_freq_path) != len(zeroshot_path):
             raise ValueError(f"BBoxHeadCLIPPartitioned: {len(zeroshot_path)} zeroshot_path entries but "
                              f"{len(cat_freq_path)} cat_freq_path entries")
-        if not with_reg:
-            raise ValueError("BBoxHeadCLIPPartitioned: with_reg=False is not supported")
         if data_files_skipped():  # inference build: placeholders of the largest vocabulary, no file read
             embs = [head_embeddings(p, num_classes, attnpool, "BBoxHeadCLIPPartitioned") for p in zeroshot_path]
         else:
@@ -79,7 +77,7 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
                                      f"vocabulary (embedding rows per dataset: {classes}; {per_file}); it is the "
                                      "background label")
         super().__init__(roi_feat_size, in_channels, num_classes, dims.pop(), bbox_coder, reg_class_agnostic,
-                         reg_decoded_bbox, loss_bbox, attnpool)
+                         reg_decoded_bbox, loss_bbox, attnpool, with_reg)
         self.dataset_num = len(embs)
         self.classes_per_dataset = classes
         self.zeroshot_files = [embedding_source(p) for p in zeroshot_path]  # per vocabulary, for messages
@@ -124,7 +122,7 @@ class BBoxHeadCLIPPartitioned(CLIPBBoxHeadBase):
                                               self.neg_class_sampler))
             acc.append(accuracy(logits, jt.array(np.where(lab == self.num_classes, self.classes_per_dataset[d], lab))))
         return dict(loss_cls=sum(per_image) / len(per_image), acc=sum(acc) / len(acc),
-                    loss_bbox=self.loss_box(bbox_pred, rois, labels, bbox_targets, bbox_weights))
+                    **self.loss_box(bbox_pred, rois, labels, bbox_targets, bbox_weights))
 
     def get_bboxes(self, rois, cls_score, bbox_pred, img_shape, scale_factor, rescale=False, cfg=None):
         """Test with the first vocabulary's logits (``StandardRoIHead`` passes ``cls_score[0]``):

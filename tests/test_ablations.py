@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from unidetector.ablations import bootstrap_recall, calibrated_run, unified_training_set
-from unidetector.ablations_report import FAILS, HOLDS, INCONCLUSIVE, claim_rows, verdict
+from unidetector.ablations_report import (FAILS, HOLDS, INCONCLUSIVE, claim_rows, seed_spread, spread_table, verdict,
+                                          write_seed_spread)
 from unidetector.evaluation import bootstrap_lvis, proposal_recall_report
 
 
@@ -101,6 +102,31 @@ def test_claims_from_the_bootstrap_on_a_known_case():
     assert d == boot["differences"]["partitioned - rpn_proposals"]["AP"] and d["low"] > 0
 
 
+def test_seed_spread_of_the_claims(tmp_path):
+    """Per-seed differences, their mean and sample sd, and the count of seeds whose bootstrap verdict holds, from
+    claim rows of three seeds (one claim missing in a seed is left out of the spread)."""
+    def row(metric, value, low, high):
+        return dict(claim="c", comparison="x vs y", metric=metric, paper="higher", verdict=verdict(dict(low=low,
+                    high=high)), difference=dict(value=value, low=low, high=high))
+
+    claims = {0: [row("AP", 0.02, 0.01, 0.03), row("APr", 0.1, 0.0, 0.2)],
+              1: [row("AP", 0.04, 0.02, 0.06)],
+              2: [row("AP", -0.01, -0.02, 0.01)]}
+    rows = seed_spread(claims)
+    assert [r["metric"] for r in rows] == ["AP"]
+    r = rows[0]
+    assert r["values"] == {0: 0.02, 1: 0.04, 2: -0.01}
+    assert r["mean"] == pytest.approx(np.mean([0.02, 0.04, -0.01]))
+    assert r["sd"] == pytest.approx(np.std([0.02, 0.04, -0.01], ddof=1))
+    assert r["verdicts"] == {0: HOLDS, 1: HOLDS, 2: INCONCLUSIVE}
+    table = spread_table(rows)
+    assert table[2].endswith("| +2.0 | +4.0 | -1.0 | +1.7 ± 2.5 | 2 of 3 |")
+    reports = {s: dict(mode="quick", ablations=dict(claims=c), timings=dict(total=10.0 + s)) for s, c in claims.items()}
+    write_seed_spread(reports, tmp_path, log=lambda *_: None)
+    assert json.loads((tmp_path / "spread.json").read_text())["seeds"] == [0, 1, 2]
+    assert "2 of 3" in (tmp_path / "spread.md").read_text()
+
+
 def test_unified_training_set_merges_the_label_spaces(tmp_path):
     from unidetector.data.proposals import load_proposals, save_proposals
     from unidetector.data.synthetic import generate_world
@@ -189,3 +215,6 @@ def test_cli_only_takes_the_steps_of_the_chosen_plan(tmp_path, capsys):
     assert main(["experiment", "--work-dir", str(tmp_path), "--only", "stage2_rpn"]) == 2
     assert "not a step of the experiment" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before any work
+    assert main(["experiment", "--seeds", "0", "1", "--work-dir", str(tmp_path)]) == 2
+    assert "--seeds goes with --ablations" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

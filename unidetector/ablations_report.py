@@ -10,7 +10,8 @@ import numpy as np
 
 from .experiment_report import _with_interval
 
-__all__ = ["verdict", "claim_rows", "claims_table", "write_ablation_report", "proposal_figure",
+__all__ = ["verdict", "claim_rows", "claims_table", "write_ablation_report", "proposal_figure", "seed_spread",
+           "spread_table", "write_seed_spread",
            "calibration_figure"]
 
 AP_METRICS = ("AP", "APr", "APc", "APf")
@@ -217,4 +218,57 @@ def write_ablation_report(report: dict, out_dir, log=print) -> list:
     (out_dir / "ablations.md").write_text("\n".join(lines) + "\n")
     (out_dir / "ablations.json").write_text(json.dumps(report, indent=2))
     log("\n" + "\n".join(claims_table(rows, level)))
+    return rows
+
+
+def seed_spread(claims_by_seed: dict) -> list:
+    """The claims measured with several seeds: ``claims_by_seed`` maps a seed to its :func:`claim_rows`. Returns
+    one row per (claim, comparison, metric) found in every seed: the row's fields, ``values`` (the difference per
+    seed, in [0, 1] units), their ``mean`` and sample standard deviation ``sd`` (0 for one seed), and ``verdicts``
+    (each seed's bootstrap verdict)."""
+    seeds = list(claims_by_seed)
+    keyed = [{(r["claim"], r["comparison"], r["metric"]): r for r in claims_by_seed[s]} for s in seeds]
+    rows = []
+    for key, first in keyed[0].items() if keyed else ():
+        if not all(key in k for k in keyed):
+            continue
+        values = np.array([k[key]["difference"]["value"] for k in keyed], dtype=np.float64)
+        rows.append(dict(claim=first["claim"], comparison=first["comparison"], metric=first["metric"],
+                         paper=first["paper"], values=dict(zip(seeds, values.tolist())), mean=float(values.mean()),
+                         sd=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                         verdicts={s: k[key]["verdict"] for s, k in zip(seeds, keyed)}))
+    return rows
+
+
+def spread_table(rows: list) -> list:
+    """Markdown rows of :func:`seed_spread`: the difference per seed and its mean ± sd in points, and how many
+    seeds' bootstrap verdicts say the claim holds."""
+    seeds = list(rows[0]["values"]) if rows else []
+    lines = ["| claim | comparison | metric | paper's direction | " + " | ".join(f"seed {s}" for s in seeds)
+             + " | mean ± sd (points) | seeds where it holds |", "|---|---|---|---|" + "---|" * (len(seeds) + 2)]
+    for r in rows:
+        holds = sum(v == HOLDS for v in r["verdicts"].values())
+        lines.append(f"| {r['claim']} | {r['comparison']} | {r['metric']} | {r['paper']} | "
+                     + " | ".join(f"{100 * v:+.1f}" for v in r["values"].values())
+                     + f" | {100 * r['mean']:+.1f} ± {100 * r['sd']:.1f} | {holds} of {len(r['verdicts'])} |")
+    return lines
+
+
+def write_seed_spread(reports: dict, out_dir, log=print) -> list:
+    """``spread.md`` and ``spread.json`` in ``out_dir`` from the ablation reports of several seeds (``{seed:
+    ablations.json content}``); returns the :func:`seed_spread` rows."""
+    out_dir = Path(out_dir)
+    rows = seed_spread({s: r["ablations"].get("claims") or claim_rows(r["ablations"]) for s, r in reports.items()})
+    first = next(iter(reports.values()))
+    timings = {s: r.get("timings", {}).get("total") for s, r in reports.items()}
+    lines = [f"# The paper's claims over {len(reports)} seeds ({first['mode']} plan)", "",
+             "Each seed draws its own world (images, label spaces, novel classes), world-CLIP and training; the "
+             "recipe is the same. Per seed: the measured difference in points (AP or AR in %); mean ± sample "
+             "standard deviation over the seeds; and in how many seeds the paired bootstrap interval over that "
+             "seed's test images lies on the paper's side of 0 (`ablations.md` in each seed's folder).", ""]
+    lines += spread_table(rows) + ["", "Seconds per seed (steps run): "
+                                   + ", ".join(f"seed {s}: {t}" for s, t in timings.items()), ""]
+    (out_dir / "spread.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "spread.json").write_text(json.dumps({"seeds": list(reports), "rows": rows}, indent=2))
+    log("\n" + "\n".join(spread_table(rows)))
     return rows

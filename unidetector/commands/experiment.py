@@ -2,6 +2,7 @@
 
   unidet experiment [--work-dir D] [--quick | --plan quick|full|warm] [--seed S] [--only STEP ...]
   unidet experiment --ablations [--quick | --plan ...] [--only STEP ...]     (work dir: work_dirs/ablations)
+  unidet experiment --ablations --quick --seeds 0 1 2      (one plan per seed in D/seed_<S>, then D/spread.md)
 
 Generates the world (two training sets with different label spaces, an LVIS-style test set with
 novel classes), trains stage 1 (CLN) on both training sets, dumps proposals (AR for seen vs novel
@@ -27,6 +28,9 @@ def add_arguments(parser):
     plan.add_argument("--plan", choices=sorted(PLANS), default=None, help="full (default), quick, or warm (every step "
                       "on a world of a few images: compiles the quick run's kernels)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
+                        help="with --ablations: run the plan once per seed (each in <work-dir>/seed_<S>, its own world "
+                        "and world-CLIP) and write <work-dir>/spread.md: every claim's difference per seed, mean ± sd")
     parser.add_argument("--only", nargs="+", choices=list(dict.fromkeys(STEPS + ABLATION_STEPS)), default=None,
                         help="run only these steps (the earlier ones' outputs must exist in --work-dir)")
     parser.add_argument("--ablations", action="store_true", help="the ablation plan: the paper's three claims "
@@ -46,7 +50,28 @@ def run(args) -> int:
     if wrong:
         plan = "the ablation plan" if args.ablations else "the experiment"
         raise UsageError(f"--only {' '.join(wrong)}: not a step of {plan}; its steps are {', '.join(STEPS)}")
+    if args.seeds is not None and not args.ablations:
+        raise UsageError("--seeds goes with --ablations (the spread of the claims over seeds); "
+                         "for the main experiment use --seed S")
     work_dir = args.work_dir or ("work_dirs/ablations" if args.ablations else "work_dirs/experiment")
+    if args.seeds is not None:
+        return _seed_spread(runner, work_dir, args)
     job = runner(work_dir, quick=args.quick, plan=args.plan, seed=args.seed, progress=not args.no_progress)
     job.run(only=args.only)
+    return 0
+
+
+def _seed_spread(runner, work_dir, args) -> int:
+    from pathlib import Path
+
+    from ..ablations_report import write_seed_spread
+
+    seeds = list(dict.fromkeys(args.seeds))
+    reports = {}
+    for seed in seeds:
+        job = runner(Path(work_dir) / f"seed_{seed}", quick=args.quick, plan=args.plan, seed=seed,
+                     progress=not args.no_progress)
+        reports[seed] = job.run(only=args.only)
+    write_seed_spread(reports, work_dir)
+    print(f"spread over seeds {', '.join(map(str, seeds))}: {Path(work_dir) / 'spread.md'}")
     return 0

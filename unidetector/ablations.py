@@ -215,15 +215,7 @@ class Ablations(Experiment):
 
     def step_proposals_rpn(self):
         """Proposals of the classification-based stage 1 for every training set and the test set."""
-        from .engine.proposals import generate_proposals
-
-        cfg = self.config("ablations/stage1_rpn.py", self.plan["stage1"].get("options"))
-        files = self.world_meta()["files"]
-        for key in [f"train_{k}" for k in self.training_sets()] + ["val_lvis"]:
-            ann = files[key]
-            generate_proposals(cfg, str(self.path(ABLATIONS_DIR / "stage1_rpn" / "latest.pkl")), str(self.world / ann),
-                               str(self.world / "images"), str(self.world / f"{RPN_PREFIX}{ann[:-len('.json')]}.pkl"),
-                               progress=self.progress, log=self.log)
+        self.dump_proposals("ablations/stage1_rpn.py", ABLATIONS_DIR / "stage1_rpn", RPN_PREFIX)
 
     # -- stage 2 variants -------------------------------------------------------------------------
     def trained_iterations(self, work_dir) -> int:
@@ -288,20 +280,6 @@ class Ablations(Experiment):
         self._train_stage2("stage2_unified", "ablations/stage2_unified.py", [UNIFIED])
 
     # -- test: one network pass per model, re-scored for calibration --------------------------------
-    def variant_regions(self, checkpoint, proposal_file) -> dict:
-        """A trained stage 2 in the LVIS-style inference config and the test set's region embeddings with the
-        given proposals (one network pass), as :meth:`Experiment._regions` for the experiment's model."""
-        from .engine.inference import dataset_regions
-        from .engine.runner import build_dataset, build_model, load_weights
-
-        cfg = self.config("stage2_lvis_inference.py", {"data.test.proposal_file": str(proposal_file)})
-        model = build_model(cfg.model)
-        load_weights(model, checkpoint, log=lambda *_: None)
-        dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
-        head = cfg.model.roi_head.bbox_head
-        return dict(model=model, dataset=dataset, regions=dataset_regions(model, dataset, self.progress),
-                    gamma=float(head.gamma))
-
     def _save_run(self, name: str, results, dataset, **meta) -> None:
         from .evaluation.results import results_to_coco_json
 
@@ -321,7 +299,7 @@ class Ablations(Experiment):
         self.ablations["runs"] = {}
         for name, spec in self.variants().items():
             t = time.time()
-            state = self.variant_regions(spec["checkpoint"], spec["test_proposals"])
+            state = self.test_regions(spec["checkpoint"], spec["test_proposals"])
             raw = vocabulary_results(state["model"], state["regions"], emb)
             meta = dict(proposals=spec["proposals"], training=spec["training"])
             self._save_run(name, raw, state["dataset"], calibration=None, **meta)

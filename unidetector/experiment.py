@@ -11,15 +11,17 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
 5. ``stage2``     train the partitioned CLIP RoI classifier on a, b and c, each with its own vocabulary,
                   starting from the world-CLIP (``load_from``, as the official stage 2 from RegionCLIP);
 6. ``test_raw``   open-world test on the LVIS-style set with the full vocabulary (raw scores);
-7. ``calibrated`` the same with the class prior from the raw results (official, transductive) and
+7. ``recognition`` top-1 naming of the test set's ground-truth boxes by the world-CLIP and by stage 2
+                  (per attribute, seen and novel classes): naming apart from localisation;
+8. ``calibrated`` the raw test with the class prior from the raw results (official, transductive) and
                   with a prior from the training-set frequencies;
-8. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
+9. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
                   several permutations): zero-shot transfer must collapse without a meaningful text space;
-9. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
+10. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
                   the same backbone → RoIAlign → layer4 → attention pool) instead of their names;
-10. ``report``    ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
+11. ``report``    ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
-Steps 6–8 share one pass of the network over the test set (the vocabulary only enters after the
+Steps 6, 8 and 9 share one pass of the network over the test set (the vocabulary only enters after the
 attention pool: ``roi_head.region_embeddings`` / ``score_regions``). Every path is resolved against the work dir
 explicitly (the synthetic configs' relative ``data/synthetic/...`` paths included, see
 :func:`unidetector.config.resolve_paths`); the current directory is never changed. The synthetic
@@ -44,9 +46,10 @@ STAGE1_DIR = Path("work_dirs/stage1_cln")
 STAGE2_DIR = Path("work_dirs/stage2_partitioned")
 RESULTS = Path("results")
 #: The steps, in order; ``Experiment.step_<name>`` runs each (``unidet experiment --only`` takes these names).
-STEPS = ("world", "world_clip", "stage1", "proposals", "stage2", "test_raw", "calibrated", "control", "exemplars",
-         "report")
+STEPS = ("world", "world_clip", "stage1", "proposals", "stage2", "test_raw", "recognition", "calibrated", "control",
+         "exemplars", "report")
 BOOTSTRAP_SAMPLES = 1000  # resamples of the test images for every interval in the report
+ATTRIBUTES = ("colour", "pattern", "shape")  # what a synthetic class name composes (world.json's classes)
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``).
@@ -187,19 +190,28 @@ class Experiment:
                           progress=self.progress)
 
     def step_proposals(self):
+        world = self.world_meta()
+        self.report["proposals"] = self.dump_proposals(
+            "stage1_cln.py", STAGE1_DIR, "rp_", {"seen": world["vocabularies"]["seen"],
+                                                  "novel": world["vocabularies"]["novel"]})
+
+    def dump_proposals(self, config: str, train_dir, prefix: str, subsets=None):
+        """Proposals of the stage 1 trained in ``train_dir`` (config ``config`` with the plan's stage-1 options)
+        for every training set and the test set, written to ``<world>/<prefix><set>.pkl``; returns the test
+        set's recall (by ``subsets`` of classes too)."""
         from .engine.proposals import generate_proposals
 
-        cfg = self.config("stage1_cln.py", self.plan["stage1"].get("options"))
+        cfg = self.config(config, self.plan["stage1"].get("options"))
         world = self.world_meta()
-        subsets = {"seen": world["vocabularies"]["seen"], "novel": world["vocabularies"]["novel"]}
-        runs = [(f"train_{k}.json", f"rp_train_{k}.pkl", None) for k in world["training_sets"]]
-        runs.append(("val_lvis.json", "rp_val_lvis.pkl", subsets))
-        for ann, out, cats in runs:
-            recall = generate_proposals(cfg, str(self.path(STAGE1_DIR / "latest.pkl")), str(self.world / ann),
-                                        str(self.world / "images"), str(self.world / out), cat_subsets=cats,
-                                        progress=self.progress, log=self.log)
-            if cats:
-                self.report["proposals"] = recall
+        recall = None
+        for key in [f"train_{k}" for k in world["training_sets"]] + ["val_lvis"]:
+            ann = world["files"][key]
+            test = key == "val_lvis"
+            out = generate_proposals(cfg, str(self.path(Path(train_dir) / "latest.pkl")), str(self.world / ann),
+                                     str(self.world / "images"), str(self.world / f"{prefix}{ann[:-len('.json')]}.pkl"),
+                                     cat_subsets=subsets if test else None, progress=self.progress, log=self.log)
+            recall = out if test else recall
+        return recall
 
     def step_stage2(self):
         from .engine.runner import train_from_config
@@ -209,21 +221,26 @@ class Experiment:
                           progress=self.progress)
 
     def _regions(self):
-        """The trained stage 2 (LVIS-style inference config) and the test set's region embeddings: one
-        network pass shared by the raw, calibrated and control tests, which differ only in scoring."""
+        """The trained stage 2's :meth:`test_regions`: one network pass shared by the raw, calibrated and control
+        tests, which differ only in scoring."""
         if self._test_state is None:
-            from .engine.inference import dataset_regions
-            from .engine.runner import build_dataset, build_model, load_weights
-
-            cfg = self.config("stage2_lvis_inference.py")
-            model = build_model(cfg.model)
-            load_weights(model, self.path(STAGE2_DIR / "latest.pkl"), log=lambda *_: None)
-            dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
-            head = cfg.model.roi_head.bbox_head
-            regions = dataset_regions(model, dataset, self.progress)
-            self._test_state = dict(model=model, dataset=dataset, regions=regions, gamma=float(head.gamma),
-                                    beta=float(head.beta))
+            self._test_state = self.test_regions(self.path(STAGE2_DIR / "latest.pkl"))
         return self._test_state
+
+    def test_regions(self, checkpoint, proposal_file=None, allow_partial: bool = False) -> dict:
+        """A trained stage 2 in the LVIS-style inference config and the test set's region embeddings (one network
+        pass) with its proposals (default: the config's, stage 1's): ``{model, dataset, regions, gamma, beta}``."""
+        from .engine.inference import dataset_regions
+        from .engine.runner import build_dataset, build_model, load_weights
+
+        options = {"data.test.proposal_file": str(proposal_file)} if proposal_file else None
+        cfg = self.config("stage2_lvis_inference.py", options)
+        model = build_model(cfg.model)
+        load_weights(model, checkpoint, log=lambda *_: None, allow_partial=allow_partial)
+        dataset = build_dataset(cfg.data.test, "data.test", test_mode=True)
+        head = cfg.model.roi_head.bbox_head
+        return dict(model=model, dataset=dataset, regions=dataset_regions(model, dataset, self.progress),
+                    gamma=float(head.gamma), beta=float(head.beta))
 
     def _scored(self, embeddings: np.ndarray, prior_file=None, max_per_img=None) -> list:
         """mmdet results of the test set scored with ``embeddings`` (calibrated with a prior file), optionally
@@ -260,6 +277,43 @@ class Experiment:
     def step_test_raw(self):
         self.path(RESULTS).mkdir(parents=True, exist_ok=True)
         self.report["lvis"] = self._evaluate(self.test_embeddings(), out=self.path(RESULTS / "raw_val_lvis.pkl"))
+
+    def step_recognition(self):
+        """How well the world-CLIP's image tower and the trained stage 2 name objects, apart from finding them: each
+        ground-truth test box (given as the proposal) is embedded and named by its nearest test-vocabulary text
+        embedding (top-1 over every class), overall, for seen and novel classes, and per attribute. A diagnostic
+        of where AP is lost (naming or localisation); nothing is chosen by it."""
+        from .data.proposals import save_proposals
+
+        gt = json.loads((self.world / "val_lvis.json").read_text())
+        boxes = {im["id"]: [] for im in gt["images"]}
+        for a in gt["annotations"]:
+            x, y, w, h = a["bbox"]
+            boxes[a["image_id"]].append((x, y, x + w, y + h, a["category_id"]))
+        props = [np.float32([b[:4] + (1.0,) for b in boxes[im["id"]]]).reshape(-1, 5) for im in gt["images"]]
+        gt_file = self.world / "rp_val_gt.pkl"
+        save_proposals(props, str(gt_file))
+        labels = np.array([b[4] for im in gt["images"] for b in boxes[im["id"]]])
+        emb = self.test_embeddings()
+        emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+        classes = {c["id"]: c for c in self.world_meta()["classes"]}
+        novel = set(self.world_meta()["vocabularies"]["novel"])
+        out = {"boxes": int(len(labels)), "attributes": list(ATTRIBUTES)}
+        for name, checkpoint, partial in (("world_clip", WORLD_CLIP, True),
+                                          ("stage2", STAGE2_DIR / "latest.pkl", False)):
+            state = self.test_regions(self.path(checkpoint), gt_file, allow_partial=partial)
+            features = np.concatenate([r.features for r in state["regions"]])
+            if len(features) != len(labels) or state["dataset"].img_ids != [im["id"] for im in gt["images"]]:
+                raise RuntimeError(f"{gt_file}: {len(features)} region embeddings for {len(labels)} test boxes")
+            cat_ids = np.array(state["dataset"].cat_ids)
+            pred = cat_ids[(features @ emb.T).argmax(1)]
+            is_novel = np.array([c in novel for c in labels])
+            out[name] = {"top1": float((pred == labels).mean()),
+                         "top1_seen": float((pred == labels)[~is_novel].mean()) if (~is_novel).any() else None,
+                         "top1_novel": float((pred == labels)[is_novel].mean()) if is_novel.any() else None,
+                         **{attr: float(np.mean([classes[p][attr] == classes[t][attr] for p, t in zip(pred, labels)]))
+                            for attr in ATTRIBUTES}}
+        self.report["recognition"] = out
 
     def test_embeddings(self) -> np.ndarray:
         """The (C, D) text embeddings of the test vocabulary (all classes)."""

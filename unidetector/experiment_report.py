@@ -41,6 +41,25 @@ def exemplar_section(ex: dict | None) -> list:
     return rows + [""]
 
 
+def recognition_section(rec: dict | None) -> list:
+    """Markdown lines of the experiment's ``recognition`` step: top-1 naming of the ground-truth test boxes."""
+    if not rec:
+        return []
+    attrs = rec.get("attributes", [])
+    lines = ["## Naming found objects: top-1 on the ground-truth test boxes (%)", "",
+             f"Each of the {rec['boxes']} ground-truth test boxes is given as the proposal and named by the nearest "
+             "text embedding of the whole test vocabulary: how well a model names an object once it is found "
+             "(localisation aside). Attributes: the share of boxes whose predicted class has the right one.", "",
+             "| image tower | top-1 | seen classes | novel classes | " + " | ".join(attrs) + " |",
+             "|---|---|---|---|" + "---|" * len(attrs)]
+    for key, name in (("world_clip", "world-CLIP (before stage 2)"), ("stage2", "stage 2 (trained)")):
+        m = rec.get(key)
+        if m:
+            lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in ["top1", "top1_seen", "top1_novel"]
+                                                    + attrs) + " |")
+    return lines + [""]
+
+
 def _pct(v, signed: bool = False) -> str:
     if v is None or not np.isfinite(v):
         return "–"
@@ -231,6 +250,7 @@ def write_report(report: dict, out_dir: Path, world_dir: Path, raw_results: Path
     lines += ["", "## Open-world detection (stage 2, all classes incl. novel ones; AP in %)", "",
               results_table(report), "",
               "APr covers the rare classes, which include every novel class (never labelled in training).", ""]
+    lines += recognition_section(report.get("recognition"))
     lines += calibration_section(boot, report.get("calibration_cap"))
     lines += exemplar_section(report.get("exemplars"))
     lines += ["## Timings (s)", "", "| step | seconds |", "|---|---|"]

@@ -111,7 +111,13 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path, monkeypatch):
     assert again.report["world_clip"]["cached"] is True and again.report["world_clip"]["cache_key"] == wc["cache_key"]
     assert report["mode"] == "warm" and report["world"]["train_a_images"] == 8
     assert set(report["timings"]) >= {"world", "world_clip", "stage1", "proposals", "stage2", "test_raw",
-                                      "calibrated", "control", "exemplars"}
+                                      "recognition", "calibrated", "control", "exemplars"}
+    # the recognition step names every ground-truth test box with both image towers (values are fractions)
+    rec = report["recognition"]
+    assert rec["boxes"] == report["world"]["val_boxes"] > 0 and rec["attributes"] == ["colour", "pattern", "shape"]
+    for tower in ("world_clip", "stage2"):
+        assert all(0.0 <= rec[tower][k] <= 1.0 for k in ("top1", "colour", "pattern", "shape")), rec[tower]
+    assert "## Naming found objects" in (tmp_path / "report.md").read_text()
     ex = report["exemplars"]
     assert len(ex["novel_classes"]) == len(report["world"]["novel_classes"]) > 0
     assert {"AP", "APr", "novel_AP"} <= set(ex["text"]) and {"AP", "APr", "novel_AP"} <= set(ex["exemplar_for_novel"])

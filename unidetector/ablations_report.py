@@ -10,9 +10,8 @@ import numpy as np
 
 from .experiment_report import _with_interval
 
-__all__ = ["verdict", "claim_rows", "claims_table", "write_ablation_report", "proposal_figure", "seed_spread",
-           "spread_table", "write_seed_spread",
-           "calibration_figure"]
+__all__ = ["verdict", "claim_rows", "claims_table", "write_ablation_report", "proposal_figure",
+           "calibration_figure", "seed_spread", "spread_table", "write_seed_spread"]
 
 AP_METRICS = ("AP", "APr", "APc", "APf")
 AR_METRICS = ("AR@100", "AR@300", "seen_AR@100", "seen_AR@300", "novel_AR@100", "novel_AR@300")

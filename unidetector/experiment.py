@@ -12,14 +12,14 @@ Steps (each through the same code paths as real data: configs, ``train``, ``prop
                   starting from the world-CLIP (``load_from``, as the official stage 2 from RegionCLIP);
 6. ``test_raw``   open-world test on the LVIS-style set with the full vocabulary (raw scores);
 7. ``recognition`` top-1 naming of the test set's ground-truth boxes by the world-CLIP and by stage 2
-                  (per attribute, seen and novel classes): naming apart from localisation;
+                   (per attribute, seen and novel classes): naming apart from localisation;
 8. ``calibrated`` the raw test with the class prior from the raw results (official, transductive) and
                   with a prior from the training-set frequencies;
 9. ``control``    the raw test with the test vocabulary's embeddings shuffled across classes (mean of
                   several permutations): zero-shot transfer must collapse without a meaningful text space;
-10. ``exemplars``  the novel classes given by one image exemplar each (a box on an image, embedded through
+10. ``exemplars`` the novel classes given by one image exemplar each (a box on an image, embedded through
                   the same backbone → RoIAlign → layer4 → attention pool) instead of their names;
-11. ``report``    ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
+11. ``report``   ``report.json``, ``report.md`` and PNGs (AP per frequency, detections on test images).
 
 Steps 6, 8 and 9 share one pass of the network over the test set (the vocabulary only enters after the
 attention pool: ``roi_head.region_embeddings`` / ``score_regions``). Every path is resolved against the work dir

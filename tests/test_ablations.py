@@ -217,4 +217,6 @@ def test_cli_only_takes_the_steps_of_the_chosen_plan(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # refused before any work
     assert main(["experiment", "--seeds", "0", "1", "--work-dir", str(tmp_path)]) == 2
     assert "--seeds goes with --ablations" in capsys.readouterr().err
+    assert main(["experiment", "--ablations", "--seed", "3", "--seeds", "0", "1", "--work-dir", str(tmp_path)]) == 2
+    assert "--seed and --seeds together" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

@@ -27,7 +27,7 @@ def add_arguments(parser):
                       "cache, world-CLIP pretraining included; ~4 min once it is cached); the same as --plan quick")
     plan.add_argument("--plan", choices=sorted(PLANS), default=None, help="full (default), quick, or warm (every step "
                       "on a world of a few images: compiles the quick run's kernels)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="the world's seed (default 0)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                         help="with --ablations: run the plan once per seed (each in <work-dir>/seed_<S>, its own world "
                         "and world-CLIP) and write <work-dir>/spread.md: every claim's difference per seed, mean ± sd")
@@ -54,10 +54,12 @@ def run(args) -> int:
     if args.seeds is not None and not args.ablations:
         raise UsageError("--seeds goes with --ablations (the spread of the claims over seeds); "
                          "for the main experiment use --seed S")
+    if args.seeds is not None and args.seed is not None:
+        raise UsageError("--seed and --seeds together: give the seeds of the spread with --seeds only")
     work_dir = args.work_dir or ("work_dirs/ablations" if args.ablations else "work_dirs/experiment")
     if args.seeds is not None:
         return _seed_spread(runner, work_dir, args)
-    job = runner(work_dir, quick=args.quick, plan=args.plan, seed=args.seed, progress=not args.no_progress)
+    job = runner(work_dir, quick=args.quick, plan=args.plan, seed=args.seed or 0, progress=not args.no_progress)
     job.run(only=args.only)
     return 0
 

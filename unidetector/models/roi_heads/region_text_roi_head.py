@@ -9,12 +9,7 @@ weights)::
 
     e      = normalize(attnpool(layer4(RoIAlign(C4, boxes))))      # (N, D) region embeddings
     logits = e @ normalize(T).T / temperature                        # (N, K) over the whole vocabulary
-    loss   = cross_entropy(logits, phrase of each box)                      # loss='softmax' (CLIP, RegionCLIP)
-    loss   = Σ_k BCEWithLogits(logits[:, k], k == phrase) / N                # loss='sigmoid' (SigLIP-style)
-
-The sigmoid form trains the geometry stage 2 scores with: the detector heads' ``sigmoid(100 · cos)`` has no
-bias, so a region must have a *negative* cosine with every phrase but its own, which a softmax never asks for
-(it is blind to a shift of all the cosines).
+    loss   = cross_entropy(logits, phrase of each box)
 
 The RoIs are the ground-truth boxes and their jittered copies (the proposal file, kept when their IoU
 with a box is ≥ ``train_cfg.assigner.pos_iou_thr``): positives only, there is no background. Module names
@@ -29,7 +24,6 @@ from jittor import nn
 from ...ops import bbox2roi
 from ...registry import MODELS
 from ..layers.functional import l2_normalize
-from .bbox_heads.bbox_head_clip import sigmoid_bce
 from .standard_roi_head import StandardRoIHead
 
 __all__ = ["RegionTextRoIHead"]
@@ -39,15 +33,12 @@ __all__ = ["RegionTextRoIHead"]
 class RegionTextRoIHead(StandardRoIHead):
     """``StandardRoIHead`` whose training loss is region-text contrastive over the head's vocabulary.
 
-    Args (besides ``StandardRoIHead``'s): ``temperature`` of the logits (0.05); ``loss``: ``'softmax'`` over the
-    phrases or a ``'sigmoid'`` BCE per phrase (module doc).
+    Args (besides ``StandardRoIHead``'s): ``temperature`` of the softmax over phrases (0.05).
     """
 
-    def __init__(self, temperature: float = 0.05, loss: str = "softmax", **kwargs):
+    def __init__(self, temperature: float = 0.05, **kwargs):
         super().__init__(**kwargs)
-        if loss not in ("softmax", "sigmoid"):
-            raise ValueError(f"RegionTextRoIHead: loss={loss!r}; expected 'softmax' or 'sigmoid'")
-        self.temperature, self.loss_type = float(temperature), loss
+        self.temperature = float(temperature)
 
     def forward_train(self, x, img_metas, proposal_list, gt_bboxes, gt_labels, gt_bboxes_ignore=None, **kwargs):
         """``dict(loss_region_text, acc_region_text)`` over the positive RoIs of the batch."""
@@ -60,10 +51,6 @@ class RegionTextRoIHead(StandardRoIHead):
         embeddings, _ = self.bbox_head.embed(feats)
         text = l2_normalize(self.bbox_head.own_vocabulary()[:, :-1], 0)            # (D, K), background dropped
         logits = jt.matmul(l2_normalize(embeddings, 1), text) / self.temperature
-        if self.loss_type == "softmax":
-            loss = nn.cross_entropy_loss(logits, labels)
-        else:
-            target = (jt.arange(logits.shape[1])[None] == labels[:, None]).float32()
-            loss = sigmoid_bce(logits, target).sum() / logits.shape[0]
+        loss = nn.cross_entropy_loss(logits, labels)
         acc = (logits.argmax(1)[0] == labels).float32().mean() * 100.0
         return dict(loss_region_text=loss, acc_region_text=acc.stop_grad())

@@ -309,6 +309,41 @@ def test_channels_last_inference_equals_nchw(norm_eval):
         channels_last.apply(jt.nn.AvgPool2d(3, stride=2, padding=1), jt.zeros((1, 4, 4, 8)))
 
 
+@pytest.mark.parametrize("frozen_stages, norm_eval, fixed", [(1, True, 2), (2, True, 4), (3, True, 5),
+                                                             (2, False, 0), (-1, True, 0)])
+def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradients(frozen_stages, norm_eval, fixed):
+    """In training, the frozen running-statistics blocks of the CLIP backbone (stem and layer1..k) run through the
+    channels-last inference path without a backward graph; the output and the gradients of the trainable
+    parameters equal the ordinary NCHW training forward. Batch-statistics BN is never 'fixed'."""
+    from unidetector.models.backbones import CLIPResNet
+    from unidetector.models.layers import channels_last
+
+    rng = np.random.default_rng(1)
+    backbone = CLIPResNet(layers=[1, 2, 1, 1], width=16, frozen_stages=frozen_stages, norm_eval=norm_eval)
+    for name, value in backbone.state_dict().items():
+        if "running_var" in name:
+            value.assign(jt.array(rng.uniform(0.5, 2.0, value.shape).astype(np.float32)))
+        elif "running_mean" in name:
+            value.assign(jt.array(rng.normal(0, 0.5, value.shape).astype(np.float32)))
+    backbone.train()
+    assert backbone.fixed_blocks() == fixed
+    assert channels_last.fixed_enabled() == (jt.compile_extern.mkl_ops is not None)
+    image = jt.array(rng.normal(size=(2, 3, 70, 90)).astype(np.float32))
+    weight = jt.array(rng.normal(size=(1, 256, 1, 1)).astype(np.float32))
+    trainable = [p for p in backbone.parameters() if not p.is_stop_grad()]
+    results = {}
+    for fast in (False, True):
+        channels_last.ENABLED = fast
+        try:
+            out = backbone(image)[0]
+            grads = jt.grad((out * weight).sum(), trainable)
+            results[fast] = [out.numpy()] + [g.numpy() for g in grads]
+        finally:
+            channels_last.ENABLED = True
+    for got, want in zip(results[True], results[False]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 def _open_world_roi_head(tmp_path, num_classes=7, calibrated=False):
     """A small ``StandardRoIHead`` with CLIP layer4 and the open-world head (optionally calibrated)."""
     prior = tmp_path / "prior.npy"

@@ -284,16 +284,13 @@ class Experiment:
         embedding (top-1 over every class), overall, for seen and novel classes, and per attribute. A diagnostic
         of where AP is lost (naming or localisation); nothing is chosen by it."""
         from .data.proposals import save_proposals
+        from .evaluation.recall import gt_boxes_from_coco
 
         gt = json.loads((self.world / "val_lvis.json").read_text())
-        boxes = {im["id"]: [] for im in gt["images"]}
-        for a in gt["annotations"]:
-            x, y, w, h = a["bbox"]
-            boxes[a["image_id"]].append((x, y, x + w, y + h, a["category_id"]))
-        props = [np.float32([b[:4] + (1.0,) for b in boxes[im["id"]]]).reshape(-1, 5) for im in gt["images"]]
+        per_image = gt_boxes_from_coco(gt, [im["id"] for im in gt["images"]], with_labels=True)
         gt_file = self.world / "rp_val_gt.pkl"
-        save_proposals(props, str(gt_file))
-        labels = np.array([b[4] for im in gt["images"] for b in boxes[im["id"]]])
+        save_proposals([np.concatenate([b, np.ones((len(b), 1), np.float32)], 1) for b, _ in per_image], str(gt_file))
+        labels = np.concatenate([c for _, c in per_image])
         emb = self.test_embeddings()
         emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
         classes = {c["id"]: c for c in self.world_meta()["classes"]}

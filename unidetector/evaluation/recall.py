@@ -67,8 +67,9 @@ def eval_recalls(gts, proposals, proposal_nums=(100, 300, 1000), iou_thrs=None) 
     return (matched[:, :, None] >= thrs[None, None, :]).sum(axis=1) / float(total)
 
 
-def gt_boxes_from_coco(data: dict, img_ids, cat_ids=None) -> list:
-    """Per image (n, 4) xyxy boxes of non-crowd, non-ignored annotations (of ``cat_ids`` if given)."""
+def gt_boxes_from_coco(data: dict, img_ids, cat_ids=None, with_labels: bool = False) -> list:
+    """Per image (n, 4) xyxy boxes of non-crowd, non-ignored annotations (of ``cat_ids`` if given); with
+    ``with_labels`` per image ``(boxes, (n,) category ids)``."""
     keep = None if cat_ids is None else set(cat_ids)
     by_img = {i: [] for i in img_ids}
     for a in data["annotations"]:
@@ -77,8 +78,10 @@ def gt_boxes_from_coco(data: dict, img_ids, cat_ids=None) -> list:
         if keep is not None and a["category_id"] not in keep:
             continue
         x, y, w, h = a["bbox"]
-        by_img[a["image_id"]].append([x, y, x + w, y + h])
-    return [np.asarray(by_img[i], dtype=np.float32).reshape(-1, 4) for i in img_ids]
+        by_img[a["image_id"]].append([x, y, x + w, y + h, a["category_id"]])
+    rows = [np.asarray(by_img[i], dtype=np.float64).reshape(-1, 5) for i in img_ids]
+    boxes = [r[:, :4].astype(np.float32) for r in rows]
+    return [(b, r[:, 4].astype(np.int64)) for b, r in zip(boxes, rows)] if with_labels else boxes
 
 
 def proposal_recall_report(data: dict, img_ids, proposals, proposal_nums=(100, 300, 1000), iou_thrs=None,

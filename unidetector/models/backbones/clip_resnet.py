@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import jittor as jt
 from jittor import nn
 
+from ...ops import onednn
 from ...ops.activation import add_relu, relu
 from ...registry import MODELS
 from ..layers import BlockAvgPool2d, channels_last, make_norm
@@ -60,10 +62,19 @@ class CLIPBottleneck(nn.Module):
         return add_relu(out, x if self.downsample is None else self.downsample(x))
 
 
-def run_blocks(owner: nn.Module, x, blocks):
+def run_blocks(owner: nn.Module, x, blocks, fixed: int = 0):
     """Apply ``blocks`` (callables ``block(x, nhwc)``) to a NCHW batch; channels-last in between
-    when :func:`channels_last.enabled` for ``owner`` (CPU inference)."""
+    when :func:`channels_last.enabled` for ``owner`` (CPU inference). In training, the first ``fixed`` blocks
+    (frozen, running statistics: :func:`channels_last.fixed`) run channels-last in float32 without a backward
+    graph where :func:`channels_last.fixed_enabled`: the same function, no gradients to keep."""
     nhwc = channels_last.enabled(owner)
+    if not nhwc and fixed and channels_last.fixed_enabled():
+        with jt.no_grad():
+            y = onednn.to_channels_last(x, "float32")
+            for block in blocks[:fixed]:
+                y = block(y, True)
+            x = channels_last.to_nchw(y).stop_grad()
+        blocks = blocks[fixed:]
     x = channels_last.to_nhwc(x) if nhwc else x
     for block in blocks:
         x = block(x, nhwc)
@@ -172,5 +183,16 @@ class CLIPResNet(nn.Module):
             x = channels_last.conv_bn(conv, bn, x, relu=True) if nhwc else relu(bn(conv(x)))
         return channels_last.apply(self.avgpool, x) if nhwc else self.avgpool(x)
 
+    def fixed_blocks(self) -> int:
+        """How many leading blocks (the stem, then each block of layer1..3) are fixed functions in training
+        (:func:`channels_last.fixed`): with ``frozen_stages = k`` and ``norm_eval``, the stem and layer1..k."""
+        stem = (self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3)
+        groups = [stem] + [(block,) for layer in (self.layer1, self.layer2, self.layer3) for block in layer]
+        n = 0
+        while n < len(groups) and channels_last.fixed(*groups[n]):
+            n += 1
+        return n
+
     def execute(self, x):
-        return (run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3]),)
+        fixed = self.fixed_blocks() if self.is_training() else 0
+        return (run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3], fixed),)

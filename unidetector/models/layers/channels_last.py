@@ -16,7 +16,11 @@ float32 with a printed note); their inputs and outputs stay float32 NCHW.
 ``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``, ``nn.BatchNorm``
 (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride, no padding, floor),
 ``nn.Identity`` and ``nn.Sequential`` of those (a convolution followed by a BatchNorm runs fused).
-Training always takes the ordinary NCHW path (gradients, batch statistics).
+In training, the layers that are fixed functions — frozen (no parameter takes gradients) and with
+running-statistics BatchNorm, such as the official stage 2's stem and layer1 or the synthetic stage 2's whole
+C4 backbone — compute exactly what they compute at inference and need no backward graph; on the CPU they take
+this path too, in float32 (:func:`fixed`, :func:`fixed_enabled`). Every other layer trains on the ordinary
+NCHW path (gradients, batch statistics).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import jittor as jt
 from jittor import nn
 
 from ...ops import onednn
+from .batch_norm import EvalBatchNorm2d
 from .pooling import pool_is_blockwise
 
 #: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
@@ -40,6 +45,19 @@ def enabled(module: nn.Module) -> bool:
     """True for inference of ``module`` on the CPU (eval mode, no gradients) with oneDNN ops."""
     return (ENABLED and bool(jt.flags.no_grad) and not jt.flags.use_cuda and not module.is_training()
             and onednn.available())
+
+
+def fixed_enabled() -> bool:
+    """True where the fixed layers of a training forward may take this path (CPU, oneDNN; see :func:`fixed`)."""
+    return ENABLED and not jt.flags.use_cuda and onednn.available()
+
+
+def fixed(*modules: nn.Module) -> bool:
+    """True when ``modules`` are a fixed function in training: no parameter takes gradients and every
+    BatchNorm uses its running statistics (``EvalBatchNorm2d``)."""
+    return all(all(p.is_stop_grad() for p in m.parameters())
+               and not any(isinstance(k, nn.BatchNorm) and not isinstance(k, EvalBatchNorm2d) for k in m.modules())
+               for m in modules)
 
 
 def dtype() -> str:

@@ -31,8 +31,10 @@ model = dict(
             zeroshot_path=data_root + 'emb_web.npy',
             num_classes=320,
             loss_bbox=dict(type='L1Loss', loss_weight=1.0))),
-    # up to four regions per scene and iteration: boxes or their jittered copies (IoU >= 0.5), positives only
-    train_cfg=dict(rcnn=dict(sampler=dict(num=4, pos_fraction=1.0))))
+    # every region of a scene in every iteration (2-4 boxes and their 2 jittered copies each, IoU >= 0.5), positives
+    # only. Decided on the development world (seed 7, never a reported one): 12 instead of 4 regions per scene cost
+    # 1.4x the pretraining time and named the test boxes better (top-1 34.8 vs 29.4 %; stage-2 AP 14.8 vs 12.8)
+    train_cfg=dict(rcnn=dict(sampler=dict(num=12, pos_fraction=1.0))))
 # scenes of 85-128 px with 2-4 objects, all seen at 128 px (objects of 20-100 px, as the detector sees them)
 img_norm_cfg = dict(mean=[122.7709383, 116.7460125, 104.09373615], std=[68.5005327, 66.6321579, 70.32316305],
                     to_rgb=True)  # CLIP normalisation

@@ -139,3 +139,18 @@ def test_relu_kernels_fall_back_for_other_inputs():
     np.testing.assert_array_equal(activation.relu(a).numpy(), [[0.0, 2.0]])
     row = jt.array(np.array([[1.0, -3.0]], np.float32))
     np.testing.assert_array_equal(activation.add_relu(row, jt.array(np.float32([1.0]))).numpy(), [[2.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape", [(1, 7, 33, 5), (8, 64, 64, 96), (64, 8, 512, 17)])
+def test_bmm_and_its_gradients_match_numpy(shape):
+    """``bmm`` (oneDNN sgemm per batch entry where oneDNN is linked, else the OpenMP loops): the product and both
+    gradients equal float64 numpy, for one product and for many small ones (the attention pool's shapes)."""
+    b, n, k, m = shape
+    rng = np.random.default_rng(3)
+    a, w, g = (rng.normal(size=s).astype(np.float32) for s in ((b, n, k), (b, k, m), (b, n, m)))
+    ja, jw = jt.array(a), jt.array(w)
+    c = bmm(ja, jw)
+    da, dw = jt.grad((c * jt.array(g)).sum(), [ja, jw])
+    a64, w64, g64 = a.astype(np.float64), w.astype(np.float64), g.astype(np.float64)
+    for got, want in ((c, a64 @ w64), (da, g64 @ w64.transpose(0, 2, 1)), (dw, a64.transpose(0, 2, 1) @ g64)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -3,8 +3,9 @@
 Jittor's CPU ``matmul`` of 3-D operands is a broadcast multiply and a reduction over a
 (B, n, k, m) index space (8–40 GFLOP/s); the attention pool's per-RoI and per-head products
 (k = 64–512, n, m = 8–64) spent more time there than in their convolutions. The kernel
-(``kernels/bmm.cc``) runs the textbook loops, OpenMP over batch × rows, the innermost loop
-contiguous, for the forward product and both gradients (``g @ bᵀ``, ``aᵀ @ g``).
+(``kernels/bmm.cc``) computes the forward product and both gradients (``g @ bᵀ``, ``aᵀ @ g``) with
+one oneDNN ``sgemm`` per batch entry where Jittor's oneDNN is linked (:func:`onednn.available`),
+otherwise with the textbook loops, OpenMP over batch × rows, the innermost loop contiguous.
 
 On CUDA it is Jittor's ``matmul`` (cuBLAS).
 """
@@ -12,16 +13,18 @@ from __future__ import annotations
 
 import jittor as jt
 
-from . import kernel_source
+from . import kernel_source, onednn
 
 _SOURCE = kernel_source.load("bmm.cc")
 
 
-def kernel_code(trans_a: bool, trans_b: bool) -> kernel_source.KernelCode:
+def kernel_code(trans_a: bool, trans_b: bool, dnnl: bool = False) -> kernel_source.KernelCode:
     """``jt.code`` sources of ``c = a @ b`` with in0 = a: (B, n, k), or (B, k, n) if ``trans_a``;
-    in1 = b: (B, k, m), or (B, m, k) if ``trans_b``; out0 = c: (B, n, m); all float32."""
+    in1 = b: (B, k, m), or (B, m, k) if ``trans_b``; out0 = c: (B, n, m); all float32. ``dnnl``: through
+    oneDNN's sgemm (compile with :func:`onednn.link_flags`)."""
+    macros = {"BMM_TRANS_A": int(trans_a), "BMM_TRANS_B": int(trans_b), "BMM_DNNL": int(dnnl)}
     return kernel_source.KernelCode(
-        cpu_header=kernel_source.header(_SOURCE, {"BMM_TRANS_A": int(trans_a), "BMM_TRANS_B": int(trans_b)}),
+        cpu_header=kernel_source.header(_SOURCE, macros),
         cpu_src="unidet::bmm_cpu(in0_p, in1_p, out0_p, out0_shape0, out0_shape1, out0_shape2, "
                 "in0_shape1, in0_shape2);")
 
@@ -29,7 +32,10 @@ def kernel_code(trans_a: bool, trans_b: bool) -> kernel_source.KernelCode:
 def _product(a: jt.Var, b: jt.Var, trans_a: bool, trans_b: bool) -> jt.Var:
     n = a.shape[2] if trans_a else a.shape[1]
     m = b.shape[1] if trans_b else b.shape[2]
-    return jt.code((a.shape[0], n, m), "float32", [a, b], **kernel_code(trans_a, trans_b).kwargs())
+    if not onednn.available():
+        return jt.code((a.shape[0], n, m), "float32", [a, b], **kernel_code(trans_a, trans_b).kwargs())
+    with jt.flag_scope(compile_options=onednn.link_flags()):
+        return jt.code((a.shape[0], n, m), "float32", [a, b], **kernel_code(trans_a, trans_b, True).kwargs())
 
 
 class _BatchedMatmul(jt.Function):

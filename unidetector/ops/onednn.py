@@ -44,7 +44,7 @@ def bf16_supported() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _link_flags() -> dict:
+def link_flags() -> dict:
     """``compile_options`` of the kernels: compile against and link Jittor's oneDNN (``runtime.ONEDNN_DIR``)."""
     from ..runtime import ONEDNN_DIR
 
@@ -90,7 +90,7 @@ def layout_kernel_code(dtype: str, to_last: bool) -> kernel_source.KernelCode:
 def _code(shape, dtype, inputs, code: kernel_source.KernelCode) -> jt.Var:
     if not available():
         raise RuntimeError("onednn: this Jittor has no oneDNN ops (jt.compile_extern.mkl_ops)")
-    with jt.flag_scope(compile_options=_link_flags()):
+    with jt.flag_scope(compile_options=link_flags()):
         return jt.code(shape, dtype, inputs, **code.kwargs())
 
 

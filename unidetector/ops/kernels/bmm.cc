@@ -1,7 +1,9 @@
 // Batched matrix product on the CPU: the jt.code kernel of unidetector/ops/bmm.py.
 //   c (B, n, m) = a (B, n, k) @ b (B, k, m), float32, row-major and contiguous.
 // BMM_TRANS_A: a is stored (B, k, n);  BMM_TRANS_B: b is stored (B, m, k).
-// The textbook loops, OpenMP over batch x rows, the innermost loop contiguous (it vectorises):
+// With BMM_DNNL (Jittor's oneDNN linked): one dnnl_sgemm per batch entry, OpenMP over the batch (inside the
+// parallel region each sgemm runs on its own thread; a single product gets oneDNN's own threads).
+// Otherwise the textbook loops, OpenMP over batch x rows, the innermost loop contiguous (it vectorises):
 //   NN  c[i, :] += a[i, p] * b[p, :]     (forward)
 //   NT  c[i, p]  = a[i, :] . b[p, :]     (grad wrt a = g @ b^T)
 //   TN  c[p, :] += a[i, p] * g[i, :]     (grad wrt b = a^T @ g)
@@ -9,14 +11,33 @@
 #define BMM_TRANS_A 0
 #define BMM_TRANS_B 0
 #endif
+#ifndef BMM_DNNL
+#define BMM_DNNL 0
+#endif
 
-#include <cstddef>
+#if BMM_DNNL
+#include <dnnl.h>
+#endif
+#include <cstddef>  // the last include: Jittor inserts its defines after it
 
 namespace unidet {
 
 // a_dim1, a_dim2: the last two dimensions of a as stored (k is a_dim1 when BMM_TRANS_A).
 inline void bmm_cpu(const float* a, const float* b, float* c, int B, int n, int m, int a_dim1, int a_dim2) {
     const int k = BMM_TRANS_A ? a_dim1 : a_dim2;
+#if BMM_DNNL
+    const char ta = BMM_TRANS_A ? 'T' : 'N', tb = BMM_TRANS_B ? 'T' : 'N';
+    const int lda = BMM_TRANS_A ? n : k, ldb = BMM_TRANS_B ? k : m;
+    if (B == 1) {
+        dnnl_sgemm(ta, tb, n, m, k, 1.f, a, lda, b, ldb, 0.f, c, m);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int bi = 0; bi < B; bi++)
+        dnnl_sgemm(ta, tb, n, m, k, 1.f, a + (size_t)bi * n * k, lda, b + (size_t)bi * k * m, ldb, 0.f,
+                   c + (size_t)bi * n * m, m);
+    return;
+#endif
     #pragma omp parallel for collapse(2) schedule(static)
     for (int bi = 0; bi < B; bi++) {
         for (int i = 0; i < n; i++) {

@@ -69,7 +69,7 @@ QUICK_STAGE2 = {"model.train_cfg.rcnn.sampler.num": 16, "model.train_cfg.rcnn.sa
 # (at 80 and 95 % of the iterations): it pretrains from scratch.
 WORLD_CLIP_RECIPE = dict(epochs=2, options={}, lr_steps=(0.8, 0.95))
 PLANS = {
-    "quick": dict(size="small", estimate_min=5, world_clip=WORLD_CLIP_RECIPE,
+    "quick": dict(size="small", estimate_min=6, world_clip=WORLD_CLIP_RECIPE,
                   stage1=dict(epochs=2, options=LIGHT_STAGE1), stage2=dict(epochs=2, options=QUICK_STAGE2)),
     "full": dict(size="full", estimate_min=15, world_clip=WORLD_CLIP_RECIPE,
                  stage1=dict(epochs=6, options=LIGHT_STAGE1), stage2=dict(epochs=5, options={})),

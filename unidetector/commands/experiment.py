@@ -23,8 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--work-dir", default=None, help="everything goes here (default: work_dirs/experiment, "
                         "with --ablations work_dirs/ablations)")
     plan = parser.add_mutually_exclusive_group()
-    plan.add_argument("--quick", action="store_true", help="short schedules (5-6.5 min on 2 cores with a warm compile "
-                      "cache, world-CLIP pretraining included; ~4 min once it is cached); the same as --plan quick")
+    plan.add_argument("--quick", action="store_true", help="short schedules (~6.5 min on 2 cores with a warm compile "
+                      "cache, world-CLIP pretraining included; ~3.5 min once it is cached); the same as --plan quick")
     plan.add_argument("--plan", choices=sorted(PLANS), default=None, help="full (default), quick, or warm (every step "
                       "on a world of a few images: compiles the quick run's kernels)")
     parser.add_argument("--seed", type=int, default=None, help="the world's seed (default 0)")
@@ -35,7 +35,7 @@ def add_arguments(parser):
                         help="run only these steps (the earlier ones' outputs must exist in --work-dir)")
     parser.add_argument("--ablations", action="store_true", help="the ablation plan: the paper's three claims "
                         "(class-agnostic proposals, partitioned multi-dataset training, calibration) against "
-                        "alternatives with the same budget and seed, with bootstrap intervals (quick: 5-6.5 min, "
+                        "alternatives with the same budget and seed, with bootstrap intervals (quick: 5.5-10 min, "
                         "full: 25-32 min with the world-CLIP cached)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -42,11 +42,18 @@ def kernel_cases():
     cases = []
     for ta, tb in ((0, 0), (0, 1), (1, 0)):
         cases.append((f"bmm-{ta}{tb}", "bmm", bmm.kernel_code(bool(ta), bool(tb)), [(F, 3), (F, 3)], [(F, 3)]))
-    bn = batch_norm.kernel_code(1e-5)
-    cases.append(("batch_norm-forward", "batch_norm", bn["forward"], [(F, 4), (F, 1), (F, 1)],
-                  [(F, 4), (F, 1), (F, 1)]))
-    cases.append(("batch_norm-backward", "batch_norm", bn["backward"], [(F, 4), (F, 4), (F, 1), (F, 1), (F, 1)],
-                  [(F, 4), (F, 1), (F, 1)]))
+    for layout in (False, True):
+        bn, name = batch_norm.kernel_code(1e-5, layout), "batch_norm" + "-nhwc" * layout
+        cases.append((f"{name}-forward", "batch_norm", bn["forward"], [(F, 4), (F, 1), (F, 1)],
+                      [(F, 4), (F, 1), (F, 1)]))
+        cases.append((f"{name}-backward", "batch_norm", bn["backward"], [(F, 4), (F, 4), (F, 1), (F, 1), (F, 1)],
+                      [(F, 4), (F, 1), (F, 1)]))
+        affine, name = batch_norm.affine_kernel_code(layout), "channel_affine" + "-nhwc" * layout
+        cases.append((f"{name}-forward", "batch_norm", affine["forward"], [(F, 4), (F, 1), (F, 1)], [(F, 4)]))
+        cases.append((f"{name}-backward", "batch_norm", affine["backward"], [(F, 4), (F, 4), (F, 1)],
+                      [(F, 4), (F, 1), (F, 1)]))
+        for direction, code in block_pool.kernel_code(2, layout).items():
+            cases.append((f"block_pool{'-nhwc' * layout}-{direction}", "block_pool", code, [(F, 4)], [(F, 4)]))
     roi_settings = (([1 / 4], (7, 7), 0, True), ([1 / 4, 1 / 8, 1 / 16, 1 / 32], (14, 5), 2, False))
     for scales, size, ratio, aligned in roi_settings:
         fwd_in, fwd_out, bwd_in, bwd_out = _roi_align_io(len(scales))
@@ -56,19 +63,15 @@ def kernel_cases():
     for method, offset in (("hard", 0), ("gaussian", 1), ("linear", 0), ("naive", 0)):
         cases.append((f"nms-{method}", "nms", nms.nms_kernel_code(method, 0.5, 0.5, 1e-3, offset),
                       [(F, 2), (F, 1), (I, 1), (F, 1), (I, 1)], [(F, 1), (I, 1), (F, 2), (I, 1)]))
-    cases.append(("channel_affine-forward", "batch_norm", batch_norm.AFFINE_CODE["forward"], [(F, 4), (F, 1), (F, 1)],
-                  [(F, 4)]))
-    cases.append(("channel_affine-backward", "batch_norm", batch_norm.AFFINE_CODE["backward"],
-                  [(F, 4), (F, 4), (F, 1)], [(F, 4), (F, 1), (F, 1)]))
     for name, code in activation.kernel_code().items():
         cases.append((f"activation-{name}", "activation", code, [(F, 1)] * (1 if name == "relu" else 2), [(F, 1)]))
-    for direction, code in block_pool.kernel_code(2).items():
-        cases.append((f"block_pool-{direction}", "block_pool", code, [(F, 4)], [(F, 4)]))
     for affine, residual in ((False, False), (True, True)):
         cases.append((f"onednn-conv-{int(affine)}{int(residual)}", "onednn",
                       onednn.conv_kernel_code("float32", affine, residual, True, (2, 2), (1, 1)),
                       [(F, 4), (F, 4)] + [(F, 1)] * (2 * affine) + [(F, 4)] * residual, [(F, 4)]))
     cases.append(("onednn-pool", "onednn", onednn.pool_kernel_code("float32", 2), [(F, 4)], [(F, 4)]))
+    for direction, code in onednn.conv_train_kernel_code((2, 2), (1, 1)).items():
+        cases.append((f"onednn-conv-train-{direction}", "onednn", code, [(F, 4), (F, 4)], [(F, 4)]))
     for to_last in (True, False):
         cases.append((f"onednn-layout-{int(to_last)}", "onednn", onednn.layout_kernel_code("float32", to_last),
                       [(F, 4)], [(F, 4)]))

@@ -26,8 +26,11 @@ def batch_norm_reference(x, gamma, beta, dy, eps=1e-5):
     return xhat * g + b, dx, dgamma, dbeta, mean.ravel(), var.ravel()
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 16, 9, 12), (1, 8, 1, 1), (64, 32, 7, 7)])
-def test_batch_norm_training_matches_formula(shape):
+def test_batch_norm_training_matches_formula(shape, channels_last):
+    """Batch-statistics BatchNorm on its kernels (NCHW, or channels-last through ``BatchNorm2d.channels_last``):
+    output, gradients and running statistics against the formula in float64."""
     rng = np.random.default_rng(0)
     x = (rng.normal(size=shape) * 3 + 2).astype(np.float32)
     dy = rng.normal(size=shape).astype(np.float32)
@@ -37,10 +40,12 @@ def test_batch_norm_training_matches_formula(shape):
     bn.weight.assign(jt.array(gamma))
     bn.bias.assign(jt.array(beta))
     bn.train()
-    xv = jt.array(x)
-    y = bn(xv)
-    grads = jt.grad((y * jt.array(dy)).sum(), [xv, bn.weight, bn.bias])
+    to_last = (lambda a: a.transpose(0, 2, 3, 1)) if channels_last else (lambda a: a)
+    xv = jt.array(to_last(x))
+    y = bn.channels_last(xv) if channels_last else bn(xv)
+    grads = jt.grad((y * jt.array(to_last(dy))).sum(), [xv, bn.weight, bn.bias])
     want_y, want_dx, want_dg, want_db, mean, var = batch_norm_reference(x.astype(np.float64), gamma, beta, dy)
+    want_y, want_dx = to_last(want_y), to_last(want_dx)
     np.testing.assert_allclose(y.numpy(), want_y, rtol=1e-4, atol=1e-4)
     for got, want in zip(grads, (want_dx, want_dg, want_db)):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
@@ -67,20 +72,30 @@ def test_batch_norm_matches_jittor_and_freezes_affine():
     np.testing.assert_allclose(ours(x).numpy(), theirs(x).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (4, 32, 20, 24)])
-def test_frozen_batch_norm_kernel_equals_jittor_formula(shape):
-    """EvalBatchNorm2d (running statistics, trainable γ/β) on its OpenMP kernels: output and gradients w.r.t.
-    the input, γ and β equal Jittor's broadcast formula."""
+def test_frozen_batch_norm_kernel_equals_jittor_formula(shape, channels_last):
+    """EvalBatchNorm2d (running statistics, trainable γ/β) on its OpenMP kernels, NCHW or channels-last: output
+    and gradients w.r.t. the input, γ and β equal Jittor's broadcast formula; so does BatchNorm2d in eval mode
+    on channels-last input."""
     rng = np.random.default_rng(6)
     bn = EvalBatchNorm2d(shape[1])
     for name in ("weight", "bias", "running_mean"):
         getattr(bn, name).assign(jt.array(rng.normal(size=shape[1]).astype(np.float32)))
     bn.running_var.assign(jt.array(rng.uniform(0.5, 2, size=shape[1]).astype(np.float32)))
     bn.train()
+    if channels_last:
+        shape = (shape[0], shape[2], shape[3], shape[1])
     x, dy = jt.array(rng.normal(size=shape).astype(np.float32)), jt.array(rng.normal(size=shape).astype(np.float32))
     w = bn.weight / jt.sqrt(bn.running_var + bn.eps)
-    want = x * w.reshape(1, -1, 1, 1) + (bn.bias - bn.running_mean * w).reshape(1, -1, 1, 1)
-    got = bn(x)
+    per_channel = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+    want = x * w.reshape(per_channel) + (bn.bias - bn.running_mean * w).reshape(per_channel)
+    got = bn.channels_last(x) if channels_last else bn(x)
+    if channels_last:
+        batch_stats = BatchNorm2d(bn.num_features)
+        batch_stats.load_state_dict(bn.state_dict())
+        batch_stats.eval()
+        np.testing.assert_allclose(batch_stats.channels_last(x).numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6)
     params = [x, bn.weight, bn.bias]
     for g, r in zip(jt.grad((got * dy).sum(), params), jt.grad((want * dy).sum(), params)):
@@ -91,8 +106,8 @@ def test_frozen_batch_norm_kernel_equals_jittor_formula(shape):
 
 @pytest.mark.parametrize("shape,k", [((2, 3, 8, 6), 2), ((1, 4, 9, 11), 2), ((2, 2, 7, 10), 3), ((2, 24, 30, 37), 2)])
 def test_block_mean_equals_avg_pool(shape, k):
-    """The OpenMP kernels (NCHW; odd sizes drop the last row / column) and the channels-last reshape + mean
-    equal Jittor's AvgPool2d, forward and gradient."""
+    """The OpenMP kernels (NCHW and channels-last; odd sizes drop the last row / column) equal Jittor's
+    AvgPool2d, forward and gradient."""
     rng = np.random.default_rng(2)
     x = jt.array(rng.normal(size=shape).astype(np.float32))
     ref = nn.AvgPool2d(k)

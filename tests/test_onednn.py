@@ -1,7 +1,9 @@
-"""The oneDNN inference kernels (``unidetector/ops/onednn.py``) equal Jittor's own ops: a channels-last
+"""The oneDNN kernels (``unidetector/ops/onednn.py``) equal Jittor's own ops: a channels-last inference
 convolution with its BatchNorm (running statistics), residual add and ReLU fused, against ``nn.Conv2d``,
 ``nn.BatchNorm`` in eval mode and ``nn.relu`` on NCHW tensors (float32 to rounding; bfloat16 to its 8-bit
-mantissa), block average pooling against ``nn.AvgPool2d``, and the layout changes against transposes."""
+mantissa), the channels-last training convolution and its two gradients against ``nn.Conv2d``'s, the channels-last
+training path of a whole layer against the NCHW one, block average pooling against ``nn.AvgPool2d``, and the
+layout changes (and their gradients) against transposes."""
 import numpy as np
 import pytest
 
@@ -63,6 +65,68 @@ def test_fused_conv_equals_jittor_layers(case, dtype):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale, err_msg=f"{name} ({dtype})")
     if dtype == "bfloat16":  # not float32 in disguise
         assert np.abs(gots["conv+bn"].float32().numpy().transpose(0, 3, 1, 2) - wants["conv+bn"].numpy()).max() > 0
+
+
+@pytest.mark.parametrize("case", CONVS, ids=[f"k{c[5]}s{c[6]}d{c[8]}" for c in CONVS])
+def test_training_conv_and_its_gradients_equal_jittor_conv(case):
+    """conv2d_nhwc (oneDNN forward, backward-data and backward-weights on channels-last tensors) against
+    nn.Conv2d's output and gradients on NCHW tensors, float32 to rounding."""
+    n, c, h, w, o, k, stride, padding, dilation, _ = case
+    rng = np.random.default_rng(3)
+    conv, _ = _conv_bn(rng, c, o, k, stride, padding, dilation, False)
+    x = jt.array(rng.normal(size=(n, c, h, w)).astype(np.float32))
+    want = conv(x)
+    dy = rng.normal(size=want.shape).astype(np.float32)
+    want_dx, want_dw = jt.grad((want * jt.array(dy)).sum(), [x, conv.weight])
+    x_last = _nhwc(x)
+    got = onednn.conv2d_nhwc(x_last, conv.weight, conv.stride, conv.padding, conv.dilation)
+    got_dx, got_dw = jt.grad((got * jt.array(dy.transpose(0, 2, 3, 1))).sum(), [x_last, conv.weight])
+    for name, g, r in (("y", got.numpy().transpose(0, 3, 1, 2), want), ("dx", got_dx.numpy().transpose(0, 3, 1, 2),
+                                                                          want_dx), ("dw", got_dw.numpy(), want_dw)):
+        r = r.numpy()
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5 * np.abs(r).max(), err_msg=name)
+    with pytest.raises(ValueError, match="does not fit"):
+        onednn.conv2d_nhwc(x, conv.weight)  # NCHW input
+
+
+def test_channels_last_training_layers_equal_nchw_training():
+    """A conv + batch-statistics BN + residual add + ReLU and a block pool, through channels_last.TRAINING on
+    NHWC tensors and through the layers themselves on NCHW: same outputs, input and parameter gradients and
+    running statistics."""
+    from unidetector.models.layers import BlockAvgPool2d, make_norm
+
+    rng = np.random.default_rng(4)
+    x_np, res_np = (rng.normal(size=(2, c, 10, 12)).astype(np.float32) for c in (8, 16))
+    results = []
+    for last in (False, True):
+        conv, _ = _conv_bn(np.random.default_rng(5), 8, 16, 3, 1, 1, 1, True)
+        bn = make_norm(16, eval_mode=False)
+        bn.train()
+        to = (lambda a: a.transpose(0, 2, 3, 1)) if last else (lambda a: a)
+        x, res = jt.array(to(x_np)), jt.array(to(res_np))
+        if last:
+            y = channels_last.TRAINING.conv_bn(conv, bn, x, residual=res, relu=True)
+            y = channels_last.TRAINING.apply(BlockAvgPool2d(2), y)
+        else:
+            y = BlockAvgPool2d(2)(nn.relu(bn(conv(x)) + res))
+        dy = np.random.default_rng(6).normal(size=(2, 16, 5, 6)).astype(np.float32)
+        grads = jt.grad((y * jt.array(to(dy))).sum(), [x, conv.weight, conv.bias, bn.weight, bn.bias])
+        back = (lambda a: a.transpose(0, 3, 1, 2)) if last else (lambda a: a)
+        results.append([back(y.numpy()), back(grads[0].numpy())] + [g.numpy() for g in grads[1:]]
+                       + [bn.running_mean.numpy(), bn.running_var.numpy()])
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_layout_change_gradients_are_the_inverse_change():
+    rng = np.random.default_rng(7)
+    x = jt.array(rng.normal(size=(2, 3, 4, 5)).astype(np.float32))
+    dy = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+    dx = jt.grad((onednn.to_channels_last(x) * jt.array(dy)).sum(), x)
+    np.testing.assert_array_equal(dx.numpy(), dy.transpose(0, 3, 1, 2))
+    y = jt.array(dy)
+    dyy = jt.grad((onednn.to_channels_first(y) * x).sum(), y)
+    np.testing.assert_array_equal(dyy.numpy(), x.numpy().transpose(0, 2, 3, 1))
 
 
 def test_fused_conv_rejects_mismatched_inputs():

@@ -313,10 +313,13 @@ def test_channels_last_inference_equals_nchw(norm_eval):
                                                              (2, False, 0), (-1, True, 0)])
 def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradients(frozen_stages, norm_eval, fixed):
     """In training, the frozen running-statistics blocks of the CLIP backbone (stem and layer1..k) run through the
-    channels-last inference path without a backward graph; the output and the gradients of the trainable
-    parameters equal the ordinary NCHW training forward. Batch-statistics BN is never 'fixed'."""
+    channels-last inference path without a backward graph and the others through the channels-last training
+    layers; the output, the gradients of the trainable parameters and the running statistics equal the ordinary
+    NCHW training forward (UNIDET_CHANNELS_LAST=0). Batch-statistics BN is never 'fixed'. The RoI head's layer4
+    likewise."""
     from unidetector.models.backbones import CLIPResNet
     from unidetector.models.layers import channels_last
+    from unidetector.models.roi_heads.shared_heads import CLIPResLayer
 
     rng = np.random.default_rng(1)
     backbone = CLIPResNet(layers=[1, 2, 1, 1], width=16, frozen_stages=frozen_stages, norm_eval=norm_eval)
@@ -325,19 +328,28 @@ def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradien
             value.assign(jt.array(rng.uniform(0.5, 2.0, value.shape).astype(np.float32)))
         elif "running_mean" in name:
             value.assign(jt.array(rng.normal(0, 0.5, value.shape).astype(np.float32)))
+    head = CLIPResLayer(layers=[1, 2, 1, 1], width=16, norm_eval=norm_eval)
     backbone.train()
+    head.train()
     assert backbone.fixed_blocks() == fixed
     assert channels_last.fixed_enabled() == (jt.compile_extern.mkl_ops is not None)
+    assert channels_last.train_enabled(head.layer4) == (jt.compile_extern.mkl_ops is not None)
     image = jt.array(rng.normal(size=(2, 3, 70, 90)).astype(np.float32))
+    rois = jt.array(rng.normal(size=(3, 256, 8, 8)).astype(np.float32))
     weight = jt.array(rng.normal(size=(1, 256, 1, 1)).astype(np.float32))
-    trainable = [p for p in backbone.parameters() if not p.is_stop_grad()]
+    head_weight = jt.array(rng.normal(size=(1, 512, 1, 1)).astype(np.float32))
+    trainable = [p for m in (backbone, head) for p in m.parameters() if not p.is_stop_grad()]
+    start = {k: v.numpy().copy() for m in (backbone, head) for k, v in m.state_dict().items()}
     results = {}
     for fast in (False, True):
+        for m in (backbone, head):
+            m.load_state_dict({k: jt.array(start[k]) for k in m.state_dict()})
         channels_last.ENABLED = fast
         try:
-            out = backbone(image)[0]
-            grads = jt.grad((out * weight).sum(), trainable)
-            results[fast] = [out.numpy()] + [g.numpy() for g in grads]
+            out, head_out = backbone(image)[0], head(rois)
+            grads = jt.grad((out * weight).sum() + (head_out * head_weight).sum(), trainable + [rois])
+            stats = [v.numpy() for m in (backbone, head) for k, v in m.state_dict().items() if "running" in k]
+            results[fast] = [out.numpy(), head_out.numpy()] + [g.numpy() for g in grads] + stats
         finally:
             channels_last.ENABLED = True
     for got, want in zip(results[True], results[False]):

@@ -1,7 +1,8 @@
-"""oneDNN primitives for channels-last CPU inference, as ``jt.code`` kernels (``kernels/onednn.cc``):
-a convolution with its frozen BatchNorm, residual add and ReLU fused (:func:`conv_bn_act`), block
-average pooling (:func:`block_pool`) and the layout changes (:func:`to_channels_last`,
-:func:`to_channels_first`, with the float32 ↔ bfloat16 conversion), in float32 or bfloat16.
+"""oneDNN primitives for channels-last CPU computation, as ``jt.code`` kernels (``kernels/onednn.cc``):
+for inference a convolution with its frozen BatchNorm, residual add and ReLU fused (:func:`conv_bn_act`) and
+block average pooling (:func:`block_pool`), in float32 or bfloat16; for training a differentiable float32
+convolution (:func:`conv2d_nhwc`: forward, data and weight gradients); and the layout changes
+(:func:`to_channels_last`, :func:`to_channels_first`, with the float32 ↔ bfloat16 conversion; differentiable).
 
 Jittor's ``mkl_conv`` takes NCHW tensors (oneDNN reorders them to NHWC and back in every call) and
 runs the convolution alone; the BatchNorm, the residual add and the ReLU then take a pass each over
@@ -13,8 +14,8 @@ mantissa, so results differ from float32 by ~1e-2 relative: an opt-in mode
 (:mod:`unidetector.models.layers.channels_last`).
 
 The kernels link Jittor's oneDNN (the library of ``jt.compile_extern.mkl_ops``, see
-``unidetector/runtime.py``); :func:`available` says whether it is there. Not differentiable
-(inference under ``jt.no_grad()``).
+``unidetector/runtime.py``); :func:`available` says whether it is there. :func:`conv_bn_act` and
+:func:`block_pool` are not differentiable (inference under ``jt.no_grad()``).
 """
 from __future__ import annotations
 
@@ -58,14 +59,24 @@ def _macros(dtype: str, affine: bool = False, residual: bool = False, relu: bool
             "CONV_FUSED_RESIDUAL": int(residual), "CONV_FUSED_RELU": int(relu)}
 
 
+def _geometry(stride, padding, dilation) -> str:
+    return ", ".join(str(int(v)) for v in (*stride, *padding, *dilation))
+
+
+def _conv_shape(x: str, w: str, y: str, geometry: str) -> str:
+    """The ``unidet::ConvFusedShape`` C++ expression of a convolution whose input (N, H, W, C), weights
+    (O, C, KH, KW) and output (N, OH, OW, O) are the ``jt.code`` arguments named ``x``, ``w`` and ``y``
+    (e.g. ``"in0"``, ``"in1"``, ``"out0"``)."""
+    return (f"unidet::ConvFusedShape{{(int){x}_shape0, (int){x}_shape1, (int){x}_shape2, (int){x}_shape3, "
+            f"(int){w}_shape0, (int){w}_shape2, (int){w}_shape3, {geometry}, (int){y}_shape1, (int){y}_shape2}}")
+
+
 def conv_kernel_code(dtype: str, affine: bool, residual: bool, relu: bool, stride: Sequence[int],
                      padding: Sequence[int], dilation: Sequence[int] = (1, 1)) -> kernel_source.KernelCode:
     """``jt.code`` sources of :func:`conv_bn_act`: in0 = x (N, H, W, C), in1 = weight (O, C, KH, KW) float32,
     then in2 = scale, in3 = shift (O,) float32 if ``affine``, then the residual (N, OH, OW, O) if ``residual``;
     out0 = y (N, OH, OW, O). x, the residual and y are ``dtype``."""
-    geometry = ", ".join(str(int(v)) for v in (*stride, *padding, *dilation))
-    shape = ("unidet::ConvFusedShape{(int)in0_shape0, (int)in0_shape1, (int)in0_shape2, (int)in0_shape3, "
-             f"(int)in1_shape0, (int)in1_shape2, (int)in1_shape3, {geometry}, (int)out0_shape1, (int)out0_shape2}}")
+    shape = _conv_shape("in0", "in1", "out0", _geometry(stride, padding, dilation))
     residual_arg = ("in4_p" if affine else "in2_p") if residual else "nullptr"
     src = (f"unidet::conv_fused_nhwc_cpu(in0_p, in1_p, {'in2_p, in3_p' if affine else 'nullptr, nullptr'}, "
            f"{residual_arg}, {shape}, out0_p);")
@@ -94,16 +105,52 @@ def _code(shape, dtype, inputs, code: kernel_source.KernelCode) -> jt.Var:
         return jt.code(shape, dtype, inputs, **code.kwargs())
 
 
-def to_channels_last(x: jt.Var, dtype: str = "float32") -> jt.Var:
-    """(N, C, H, W) → (N, H, W, C) in ``dtype`` (float32 or bfloat16), one multi-threaded pass."""
+def _to_last(x: jt.Var, dtype: str) -> jt.Var:
     n, c, h, w = x.shape
     return _code((n, h, w, c), dtype, [x.float32()], layout_kernel_code(dtype, True))
 
 
-def to_channels_first(x: jt.Var) -> jt.Var:
-    """(N, H, W, C) float32 or bfloat16 → (N, C, H, W) float32, one multi-threaded pass."""
+def _to_first(x: jt.Var) -> jt.Var:
     n, h, w, c = x.shape
     return _code((n, c, h, w), "float32", [x], layout_kernel_code(str(x.dtype), False))
+
+
+class _ToChannelsLast(jt.Function):
+    def __init__(self, dtype: str):
+        self.dtype = dtype
+
+    def execute(self, x):
+        return _to_last(x, self.dtype)
+
+    def grad(self, g):
+        return _to_first(g.float32())
+
+
+class _ToChannelsFirst(jt.Function):
+    def execute(self, x):
+        return _to_first(x)
+
+    def grad(self, g):
+        return _to_last(g.float32(), "float32")
+
+
+def to_channels_last(x: jt.Var, dtype: str = "float32") -> jt.Var:
+    """(N, C, H, W) → (N, H, W, C) in ``dtype`` (float32 or bfloat16), one multi-threaded pass; differentiable
+    (the gradient is float32)."""
+    return _ToChannelsLast(dtype)(x)
+
+
+def to_channels_first(x: jt.Var) -> jt.Var:
+    """(N, H, W, C) float32 or bfloat16 → (N, C, H, W) float32, one multi-threaded pass; differentiable."""
+    return _ToChannelsFirst()(x)
+
+
+def _conv_output(x_shape, w_shape, stride, padding, dilation) -> tuple:
+    """(N, OH, OW, O) of a convolution of x (N, H, W, C) with weights (O, C, KH, KW)."""
+    n, h, w, _ = x_shape
+    o, _, kh, kw = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    return n, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1, o
 
 
 def conv_bn_act(x: jt.Var, weight: jt.Var, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
@@ -115,12 +162,10 @@ def conv_bn_act(x: jt.Var, weight: jt.Var, stride: Sequence[int] = (1, 1), paddi
     running statistics, or shift = the convolution's bias), residual (N, OH, OW, O) → y (N, OH, OW, O)
     of x's dtype."""
     dtype = str(x.dtype)
-    n, h, w, c = x.shape
-    o, ci, kh, kw = weight.shape
+    c, (o, ci) = x.shape[3], weight.shape[:2]
     if ci != c:
         raise ValueError(f"onednn.conv_bn_act: weight {tuple(weight.shape)} does not fit {c} input channels")
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    out = (n, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1, o)
+    out = _conv_output(x.shape, weight.shape, stride, padding, dilation)
     affine = scale is not None or shift is not None
     inputs = [x, weight.float32()]
     if affine:
@@ -139,3 +184,47 @@ def block_pool(x: jt.Var, k: int) -> jt.Var:
     dropped) of channels-last x (N, H, W, C), float32 or bfloat16."""
     n, h, w, c = x.shape
     return _code((n, h // k, w // k, c), str(x.dtype), [x], pool_kernel_code(str(x.dtype), k))
+
+
+def conv_train_kernel_code(stride: Sequence[int], padding: Sequence[int],
+                           dilation: Sequence[int] = (1, 1)) -> dict:
+    """``jt.code`` sources of :func:`conv2d_nhwc`, float32: ``forward`` in0 = x (N, H, W, C), in1 = w (O, C, KH, KW)
+    → out0 = y (N, OH, OW, O); ``backward_data`` in0 = dy, in1 = w → out0 = dx; ``backward_weights`` in0 = x,
+    in1 = dy → out0 = dw."""
+    geometry = _geometry(stride, padding, dilation)
+    header = kernel_source.header(_SOURCE, _macros("float32"))
+    calls = {"forward": f"unidet::conv_nhwc_forward_cpu(in0_p, in1_p, {_conv_shape('in0', 'in1', 'out0', geometry)}, "
+                        "out0_p);",
+             "backward_data": "unidet::conv_nhwc_backward_data_cpu(in0_p, in1_p, "
+                              f"{_conv_shape('out0', 'in1', 'in0', geometry)}, out0_p);",
+             "backward_weights": "unidet::conv_nhwc_backward_weights_cpu(in0_p, in1_p, "
+                                 f"{_conv_shape('in0', 'out0', 'in1', geometry)}, out0_p);"}
+    return {name: kernel_source.KernelCode(header, src) for name, src in calls.items()}
+
+
+class _ConvNHWC(jt.Function):
+    def __init__(self, stride, padding, dilation):
+        self.code = conv_train_kernel_code(stride, padding, dilation)
+        self.geometry = stride, padding, dilation
+
+    def execute(self, x, w):
+        self.x, self.w = x, w
+        return _code(_conv_output(x.shape, w.shape, *self.geometry), "float32", [x, w], self.code["forward"])
+
+    def grad(self, dy):
+        dy = dy.float32()
+        dx = _code(self.x.shape, "float32", [dy, self.w], self.code["backward_data"])
+        dw = _code(self.w.shape, "float32", [self.x, dy], self.code["backward_weights"])
+        return dx, dw
+
+
+def conv2d_nhwc(x: jt.Var, weight: jt.Var, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
+                dilation: Sequence[int] = (1, 1)) -> jt.Var:
+    """``conv(x, weight)`` of channels-last float32 ``x`` (N, H, W, C) with ``weight`` (O, C, KH, KW) as
+    ``nn.Conv2d`` stores it (no groups, no bias) → (N, OH, OW, O), differentiable w.r.t. both: the forward and
+    both gradients are oneDNN convolutions on the channels-last tensors (training; the inference path with
+    fused post-ops is :func:`conv_bn_act`)."""
+    if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[3]:
+        raise ValueError(f"onednn.conv2d_nhwc: weight {tuple(weight.shape)} does not fit input {tuple(x.shape)} "
+                         "(N, H, W, C)")
+    return _ConvNHWC(tuple(stride), tuple(padding), tuple(dilation))(x.float32(), weight.float32())

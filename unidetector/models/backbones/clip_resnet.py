@@ -46,12 +46,12 @@ class CLIPBottleneck(nn.Module):
                 ("1", make_norm(out, norm_eval)),
             ]))
 
-    def execute(self, x, nhwc: bool = False):
-        """(N, C, H, W) → (N, 4·planes, H/stride, W/stride); (N, H, W, C) in and out with ``nhwc``
-        (inference only, see :mod:`~unidetector.models.layers.channels_last`: each convolution fused
-        with its BatchNorm, the residual add and the ReLU)."""
-        if nhwc:
-            cl = channels_last
+    def execute(self, x, layers: channels_last.Layers | None = None):
+        """(N, C, H, W) → (N, 4·planes, H/stride, W/stride); (N, H, W, C) in and out with channels-last
+        ``layers`` (:data:`channels_last.INFERENCE`: each convolution fused with its BatchNorm, the residual add
+        and the ReLU; :data:`channels_last.TRAINING`)."""
+        if layers is not None:
+            cl = layers
             out = cl.conv_bn(self.conv1, self.bn1, x, relu=True)
             out = cl.apply(self.avgpool, cl.conv_bn(self.conv2, self.bn2, out, relu=True))
             identity = x if self.downsample is None else cl.apply(self.downsample, x)
@@ -63,22 +63,30 @@ class CLIPBottleneck(nn.Module):
 
 
 def run_blocks(owner: nn.Module, x, blocks, fixed: int = 0):
-    """Apply ``blocks`` (callables ``block(x, nhwc)``) to a NCHW batch; channels-last in between
-    when :func:`channels_last.enabled` for ``owner`` (CPU inference). In training, the first ``fixed`` blocks
-    (frozen, running statistics: :func:`channels_last.fixed`) run channels-last in float32 without a backward
-    graph where :func:`channels_last.fixed_enabled`: the same function, no gradients to keep."""
-    nhwc = channels_last.enabled(owner)
-    if not nhwc and fixed and channels_last.fixed_enabled():
+    """Apply ``blocks`` (callables ``block(x, layers)``) to a NCHW batch, channels-last in between on the CPU:
+    in inference (:func:`channels_last.enabled` for ``owner``) fused; in training the first ``fixed`` blocks
+    (frozen, running statistics: :func:`channels_last.fixed`) through the inference path in float32 without a
+    backward graph (the same function, no gradients to keep) where :func:`channels_last.fixed_enabled`, and the
+    others through :data:`channels_last.TRAINING` where :func:`channels_last.train_enabled` (else NCHW)."""
+    if channels_last.enabled(owner):
+        x = channels_last.to_nhwc(x)
+        for block in blocks:
+            x = block(x, channels_last.INFERENCE)
+        return channels_last.to_nchw(x)
+    rest = blocks[fixed:] if fixed and channels_last.fixed_enabled() else blocks
+    modules = [getattr(block, "__self__", block) for block in rest]  # the stem is a method of the backbone
+    layers = channels_last.TRAINING if owner.is_training() and channels_last.train_enabled(*modules) else None
+    if rest is not blocks:
         with jt.no_grad():
             y = onednn.to_channels_last(x, "float32")
             for block in blocks[:fixed]:
-                y = block(y, True)
-            x = channels_last.to_nchw(y).stop_grad()
-        blocks = blocks[fixed:]
-    x = channels_last.to_nhwc(x) if nhwc else x
-    for block in blocks:
-        x = block(x, nhwc)
-    return channels_last.to_nchw(x) if nhwc else x
+                y = block(y, channels_last.INFERENCE)
+        x = (y if layers is not None else channels_last.to_nchw(y)).stop_grad()
+    elif layers is not None:
+        x = onednn.to_channels_last(x, "float32")
+    for block in rest:
+        x = block(x, layers)
+    return channels_last.to_nchw(x) if layers is not None else x
 
 
 def make_clip_res_layer(inplanes: int, planes: int, blocks: int, stride: int = 1,
@@ -178,10 +186,10 @@ class CLIPResNet(nn.Module):
             load_pretrained(self, path, {"visual.": "", "backbone.": ""})
             self._freeze_stages()
 
-    def stem(self, x, nhwc: bool = False):
+    def stem(self, x, layers: channels_last.Layers | None = None):
         for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
-            x = channels_last.conv_bn(conv, bn, x, relu=True) if nhwc else relu(bn(conv(x)))
-        return channels_last.apply(self.avgpool, x) if nhwc else self.avgpool(x)
+            x = layers.conv_bn(conv, bn, x, relu=True) if layers is not None else relu(bn(conv(x)))
+        return layers.apply(self.avgpool, x) if layers is not None else self.avgpool(x)
 
     def fixed_blocks(self) -> int:
         """How many leading blocks (the stem, then each block of layer1..3) are fixed functions in training

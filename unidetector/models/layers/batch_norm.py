@@ -10,6 +10,12 @@ from jittor import nn
 from ...ops.batch_norm import batch_norm_train, channel_affine
 
 
+def running_scale_shift(bn: nn.BatchNorm):
+    """``(scale, shift)`` (C,) with ``bn(x) = x * scale + shift`` under the running statistics (eval mode)."""
+    scale = bn.weight / jt.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 class BatchNorm2d(nn.BatchNorm):
     """``nn.BatchNorm2d`` (same parameters, running-statistics update and eval behaviour) whose
     training step on the CPU runs the fused kernels of :func:`~unidetector.ops.batch_norm.batch_norm_train`.
@@ -20,10 +26,20 @@ class BatchNorm2d(nn.BatchNorm):
         if (not self.is_train or jt.flags.use_cuda or (self.sync and jt.in_mpi) or x.ndim != 4
                 or not isinstance(self.weight, jt.Var)):
             return super().execute(x)
-        y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps)
+        return self._train(x, channels_last=False)
+
+    def _train(self, x, channels_last: bool):
+        y, mean, var = batch_norm_train(x, self.weight, self.bias, self.eps, channels_last)
         self.running_mean.update(self.running_mean + (mean - self.running_mean) * self.momentum)
         self.running_var.update(self.running_var + (var - self.running_var) * self.momentum)
         return y
+
+    def channels_last(self, x):
+        """This layer on float32 channels-last ``x`` (N, H, W, C) on the CPU: batch statistics (and the running
+        statistics' update) in training, the running statistics otherwise; differentiable."""
+        if self.is_train:
+            return self._train(x, channels_last=True)
+        return channel_affine(x, *running_scale_shift(self), channels_last=True)
 
 
 class EvalBatchNorm2d(nn.BatchNorm):
@@ -38,12 +54,15 @@ class EvalBatchNorm2d(nn.BatchNorm):
     """
 
     def execute(self, x):
-        w = self.weight / jt.sqrt(self.running_var + self.eps)
-        b = self.bias - self.running_mean * w
+        w, b = running_scale_shift(self)
         if x.ndim == 4 and x.dtype == "float32" and not jt.flags.use_cuda:
             return channel_affine(x, w, b)  # OpenMP kernels (forward and gradients)
         dims = [0] + list(range(2, x.ndim))
         return x * w.broadcast(x, dims) + b.broadcast(x, dims)
+
+    def channels_last(self, x):
+        """This layer on float32 channels-last ``x`` (N, H, W, C) on the CPU, differentiable."""
+        return channel_affine(x, *running_scale_shift(self), channels_last=True)
 
 
 def make_norm(channels: int, eval_mode: bool = True, requires_grad: bool = True) -> nn.Module:

@@ -1,5 +1,5 @@
-"""Channels-last (NHWC) CPU inference for the CLIP ResNets, each convolution fused with its BatchNorm,
-residual add and ReLU; float32, or bfloat16 as an opt-in.
+"""Channels-last (NHWC) CPU computation of the CLIP ResNets: inference with each convolution fused with its
+BatchNorm, residual add and ReLU (float32, or bfloat16 as an opt-in), and float32 training.
 
 Jittor hands every CPU convolution to oneDNN in NCHW, and oneDNN computes in NHWC, so each
 call reorders its input and its output (~20 % of stage-2 inference at full width), and every
@@ -19,8 +19,14 @@ float32 with a printed note); their inputs and outputs stay float32 NCHW.
 In training, the layers that are fixed functions — frozen (no parameter takes gradients) and with
 running-statistics BatchNorm, such as the official stage 2's stem and layer1 or the synthetic stage 2's whole
 C4 backbone — compute exactly what they compute at inference and need no backward graph; on the CPU they take
-this path too, in float32 (:func:`fixed`, :func:`fixed_enabled`). Every other layer trains on the ordinary
-NCHW path (gradients, batch statistics).
+this path too, in float32 (:func:`fixed`, :func:`fixed_enabled`).
+
+The layers that train run channels-last too on the CPU (:func:`train_enabled`; ``UNIDET_CHANNELS_LAST_TRAIN=0``
+turns it off): each convolution and its two gradients are oneDNN calls on the NHWC tensors
+(:func:`unidetector.ops.onednn.conv2d_nhwc`), the BatchNorms (batch or running statistics), ReLUs, residual
+adds and block pools are OpenMP kernels over (rows, channels), all differentiable, in float32, with the
+results of the NCHW path up to the order of summation. :data:`INFERENCE` and :data:`TRAINING` are the two sets
+of layer functions a block is given (``block(x, layers)``).
 """
 from __future__ import annotations
 
@@ -31,11 +37,15 @@ import jittor as jt
 from jittor import nn
 
 from ...ops import onednn
-from .batch_norm import EvalBatchNorm2d
-from .pooling import pool_is_blockwise
+from ...ops.activation import add_relu
+from ...ops.activation import relu as relu_
+from .batch_norm import BatchNorm2d, EvalBatchNorm2d, running_scale_shift
+from .pooling import block_mean, pool_is_blockwise
 
 #: process-wide switch (``UNIDET_CHANNELS_LAST=0`` turns the fast path off, e.g. to compare)
 ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
+#: training through the channels-last layers (``UNIDET_CHANNELS_LAST_TRAIN=0`` turns it off; needs :data:`ENABLED`)
+TRAIN_ENABLED = os.environ.get("UNIDET_CHANNELS_LAST_TRAIN", "1") != "0"
 #: the dtype of the channels-last layers: "float32" (default) or "bfloat16" (``UNIDET_INFERENCE_DTYPE``)
 DTYPE = os.environ.get("UNIDET_INFERENCE_DTYPE", "float32")
 _noted = set()
@@ -50,6 +60,22 @@ def enabled(module: nn.Module) -> bool:
 def fixed_enabled() -> bool:
     """True where the fixed layers of a training forward may take this path (CPU, oneDNN; see :func:`fixed`)."""
     return ENABLED and not jt.flags.use_cuda and onednn.available()
+
+
+def train_enabled(*modules: nn.Module) -> bool:
+    """True where ``modules`` may train channels-last (:data:`TRAINING`): CPU with oneDNN, gradients on, not under
+    MPI (whose BatchNorm synchronises statistics), and every layer with a channels-last training rule (ungrouped
+    convolutions, this package's BatchNorms)."""
+    return (TRAIN_ENABLED and fixed_enabled() and not jt.flags.no_grad and not jt.in_mpi and bool(modules)
+            and all(_trainable_here(k) for m in modules for k in m.modules()))
+
+
+def _trainable_here(module: nn.Module) -> bool:
+    if isinstance(module, nn.Conv2d):
+        return module.groups == 1
+    if isinstance(module, nn.BatchNorm):
+        return isinstance(module, (BatchNorm2d, EvalBatchNorm2d))
+    return True
 
 
 def fixed(*modules: nn.Module) -> bool:
@@ -84,36 +110,46 @@ def to_nchw(x: jt.Var) -> jt.Var:
     return onednn.to_channels_first(x)
 
 
-def _bn_scale_shift(bn: nn.BatchNorm):
-    scale = bn.weight / jt.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm | None, x: jt.Var, residual: jt.Var | None = None,
-            relu: bool = False) -> jt.Var:
-    """``relu(bn(conv(x)) + residual)`` on channels-last ``x`` in one oneDNN call (``bn`` with its
-    running statistics; ``bn``, ``residual`` and the ReLU optional)."""
+            relu: bool = False, train: bool = False) -> jt.Var:
+    """``relu(bn(conv(x)) + residual)`` on channels-last ``x`` (``bn``, ``residual`` and the ReLU optional): in
+    inference one oneDNN call (``bn`` with its running statistics); with ``train``, float32 and differentiable,
+    ``bn`` as in training (its own ``channels_last`` method)."""
     if conv.groups != 1:
         raise TypeError("channels_last: grouped convolutions have no channels-last rule")
+    if train:
+        y = onednn.conv2d_nhwc(x, conv.weight, conv.stride, conv.padding, conv.dilation)
+        if conv.bias is not None:
+            y = y + conv.bias
+        y = y if bn is None else bn.channels_last(y)
+        if residual is not None:
+            return add_relu(y, residual) if relu else y + residual
+        return relu_(y) if relu else y
     scale = shift = None
     if bn is not None:
-        scale, shift = _bn_scale_shift(bn)
+        scale, shift = running_scale_shift(bn)
     if conv.bias is not None:
         shift = conv.bias if bn is None else shift + conv.bias * scale
     return onednn.conv_bn_act(x, conv.weight, conv.stride, conv.padding, conv.dilation, scale, shift, residual, relu)
 
 
-def apply(module: nn.Module, x: jt.Var) -> jt.Var:
-    """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C')."""
+def apply(module: nn.Module, x: jt.Var, train: bool = False) -> jt.Var:
+    """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C'). With ``train``
+    (float32, differentiable), BatchNorms behave as in training."""
     if isinstance(module, nn.Conv2d):
-        return conv_bn(module, None, x)
+        return conv_bn(module, None, x, train=train)
     if isinstance(module, nn.BatchNorm):
-        scale, shift = _bn_scale_shift(module)
+        if train:
+            if not isinstance(module, (BatchNorm2d, EvalBatchNorm2d)):
+                raise TypeError(f"channels_last.apply: no channels-last training rule for {type(module).__name__}")
+            return module.channels_last(x)
+        scale, shift = running_scale_shift(module)
         return (x.float32() * scale + shift).cast(x.dtype)
     if isinstance(module, nn.AvgPool2d):
         if not pool_is_blockwise(module):
             raise TypeError("channels_last.apply: only AvgPool2d with kernel == stride, no padding, floor mode")
-        return onednn.block_pool(x, module.layer.kernel_size[0])
+        k = module.layer.kernel_size[0]
+        return block_mean(x, k, channels_last=True) if train else onednn.block_pool(x, k)
     if isinstance(module, nn.Identity):
         return x
     if isinstance(module, nn.Sequential):
@@ -122,10 +158,27 @@ def apply(module: nn.Module, x: jt.Var) -> jt.Var:
         while i < len(layers):
             if (isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers)
                     and isinstance(layers[i + 1], nn.BatchNorm)):
-                x = conv_bn(layers[i], layers[i + 1], x)
+                x = conv_bn(layers[i], layers[i + 1], x, train=train)
                 i += 2
             else:
-                x = apply(layers[i], x)
+                x = apply(layers[i], x, train)
                 i += 1
         return x
     raise TypeError(f"channels_last.apply: no channels-last rule for {type(module).__name__}")
+
+
+class Layers:
+    """The channels-last layer functions of one mode, as a block calls them (``block(x, layers)``)."""
+
+    def __init__(self, train: bool):
+        self.train = train
+
+    def conv_bn(self, conv, bn, x, residual=None, relu=False):
+        return conv_bn(conv, bn, x, residual, relu, self.train)
+
+    def apply(self, module, x):
+        return apply(module, x, self.train)
+
+
+#: inference (fused oneDNN calls, running statistics, float32 or bfloat16) and training (float32, differentiable)
+INFERENCE, TRAINING = Layers(False), Layers(True)

@@ -9,11 +9,11 @@ from ...ops.block_pool import block_mean_cpu
 
 def block_mean(x: jt.Var, k: int, channels_last: bool = False) -> jt.Var:
     """Mean over k×k blocks (kernel = stride = k, no padding, floor) of (N, C, H, W), or of
-    (N, H, W, C) with ``channels_last``, equal to ``nn.AvgPool2d(k)``, differentiable. NCHW float32
-    on the CPU: the OpenMP kernels of :mod:`unidetector.ops.block_pool`; otherwise a reshape and a
-    mean (2–3× faster than Jittor's reindexing pool in forward + backward)."""
-    if not channels_last and not jt.flags.use_cuda and x.dtype == "float32":
-        return block_mean_cpu(x, k)
+    (N, H, W, C) with ``channels_last``, equal to ``nn.AvgPool2d(k)``, differentiable. float32 on the
+    CPU: the OpenMP kernels of :mod:`unidetector.ops.block_pool`; otherwise a reshape and a mean
+    (2–3× faster than Jittor's reindexing pool in forward + backward)."""
+    if not jt.flags.use_cuda and x.dtype == "float32":
+        return block_mean_cpu(x, k, channels_last)
     h_axis = 1 if channels_last else 2
     h, w = x.shape[h_axis] // k, x.shape[h_axis + 1] // k
     if x.shape[h_axis] != h * k or x.shape[h_axis + 1] != w * k:

@@ -15,6 +15,13 @@
 //
 // block_pool_nhwc_cpu: average pooling over non-overlapping K x K blocks (kernel = stride = K, floor),
 //   x (N, H, W, C) -> y (N, H / K, W / K, C), float32 or bfloat16 (CONV_FUSED_BF16).
+//
+// conv_nhwc_forward_cpu / conv_nhwc_backward_data_cpu / conv_nhwc_backward_weights_cpu: a training convolution
+// of channels-last float32 tensors and its two gradients (conv2d_nhwc of onednn.py):
+//   y = conv(x, w),  dx = conv_transpose(dy, w),  dw = correlation of x with dy
+//   x, dx (N, H, W, C); y, dy (N, OH, OW, O); w, dw (O, C, KH, KW) as nn.Conv2d stores them.
+// oneDNN reads and writes the activations channels-last as they are (Jittor's NCHW mkl_conv reorders them to a
+// blocked layout and back at every call); only the weights move between oihw and oneDNN's layout.
 #ifndef CONV_FUSED_BF16  // set by onednn.py; these defaults serve editors and the syntax check
 #define CONV_FUSED_BF16 0
 #define CONV_FUSED_AFFINE 1
@@ -27,6 +34,11 @@
 #include <dnnl.hpp>
 
 namespace unidet {
+
+inline const dnnl::engine& cpu_engine() {
+    static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    return eng;
+}
 
 struct ConvFusedShape {
     int N, H, W, C;          // input (N, H, W, C)
@@ -42,7 +54,7 @@ inline void conv_fused_nhwc_cpu(const void* x, const float* w, const float* scal
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     using dims = dnnl::memory::dims;
-    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    const dnnl::engine& eng = cpu_engine();
     dnnl::stream stream(eng);
     const dt act = CONV_FUSED_BF16 ? dt::bf16 : dt::f32;
     const dims x_dims{s.N, s.C, s.H, s.W}, w_dims{s.O, s.C, s.KH, s.KW}, y_dims{s.N, s.O, s.OH, s.OW};
@@ -94,7 +106,7 @@ inline void conv_fused_nhwc_cpu(const void* x, const float* w, const float* scal
 inline void reorder_cpu(const void* x, dnnl::memory::format_tag x_tag, dnnl::memory::data_type x_type,
                         void* y, dnnl::memory::format_tag y_tag, dnnl::memory::data_type y_type,
                         int N, int C, int H, int W) {
-    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    const dnnl::engine& eng = cpu_engine();
     dnnl::stream stream(eng);
     const dnnl::memory::dims dims{N, C, H, W};
     dnnl::memory src(dnnl::memory::desc(dims, x_type, x_tag), eng, const_cast<void*>(x));
@@ -121,7 +133,7 @@ inline void block_pool_nhwc_cpu(const void* x, int N, int H, int W, int C, int K
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     using dims = dnnl::memory::dims;
-    static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+    const dnnl::engine& eng = cpu_engine();
     dnnl::stream stream(eng);
     const dt act = CONV_FUSED_BF16 ? dt::bf16 : dt::f32;
     // floor: x is seen as its first H / K * K rows and W / K * K columns (the strides of the full tensor)
@@ -134,6 +146,85 @@ inline void block_pool_nhwc_cpu(const void* x, int N, int H, int W, int C, int K
     const dnnl::pooling_forward::primitive_desc pd(desc, eng);
     dnnl::pooling_forward(pd).execute(stream, {{DNNL_ARG_SRC, dnnl::memory(x_md, eng, const_cast<void*>(x))},
                                                {DNNL_ARG_DST, dnnl::memory(y_md, eng, y)}});
+    stream.wait();
+}
+
+struct ConvTrainDescs {
+    dnnl::memory::desc x, y, w_user, w_any;  // x, y channels-last; w_user oihw; w_any: oneDNN's choice
+    dnnl::memory::dims strides, dilates, padding;
+};
+
+inline ConvTrainDescs conv_train_descs(const ConvFusedShape& s) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    using dims = dnnl::memory::dims;
+    const dims w_dims{s.O, s.C, s.KH, s.KW};
+    return {dnnl::memory::desc(dims{s.N, s.C, s.H, s.W}, dt::f32, tag::nhwc),
+            dnnl::memory::desc(dims{s.N, s.O, s.OH, s.OW}, dt::f32, tag::nhwc),
+            dnnl::memory::desc(w_dims, dt::f32, tag::oihw), dnnl::memory::desc(w_dims, dt::f32, tag::any),
+            dims{s.SH, s.SW}, dims{s.DH - 1, s.DW - 1}, dims{s.PH, s.PW}};
+}
+
+inline dnnl::convolution_forward::primitive_desc conv_train_forward_pd(const ConvTrainDescs& d) {
+    return {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x, d.w_any, d.y, d.strides,
+             d.dilates, d.padding, d.padding},
+            cpu_engine()};
+}
+
+// backward data / backward weights (Primitive) of the convolution d, with the forward as oneDNN's hint; both descs
+// take (source or its gradient, weights or their gradient, destination gradient, geometry)
+template <typename Primitive>
+inline typename Primitive::primitive_desc conv_backward_pd(const ConvTrainDescs& d) {
+    return {{dnnl::algorithm::convolution_direct, d.x, d.w_any, d.y, d.strides, d.dilates, d.padding, d.padding},
+            cpu_engine(), conv_train_forward_pd(d)};
+}
+
+// The user's oihw weights as `want`: the same memory, or a reordered copy.
+inline dnnl::memory weights_as(const dnnl::memory::desc& want, const ConvTrainDescs& d, const float* w,
+                               dnnl::stream& stream) {
+    dnnl::memory user(d.w_user, cpu_engine(), const_cast<float*>(w));
+    if (want == d.w_user) return user;
+    dnnl::memory out(want, cpu_engine());
+    dnnl::reorder(user, out).execute(stream, user, out);
+    return out;
+}
+
+inline void conv_nhwc_forward_cpu(const float* x, const float* w, const ConvFusedShape& s, float* y) {
+    const dnnl::engine& eng = cpu_engine();
+    const ConvTrainDescs d = conv_train_descs(s);
+    const auto pd = conv_train_forward_pd(d);
+    dnnl::stream stream(eng);
+    dnnl::convolution_forward(pd).execute(stream, {{DNNL_ARG_SRC, dnnl::memory(d.x, eng, const_cast<float*>(x))},
+                                                   {DNNL_ARG_WEIGHTS, weights_as(pd.weights_desc(), d, w, stream)},
+                                                   {DNNL_ARG_DST, dnnl::memory(d.y, eng, y)}});
+    stream.wait();
+}
+
+inline void conv_nhwc_backward_data_cpu(const float* dy, const float* w, const ConvFusedShape& s, float* dx) {
+    const dnnl::engine& eng = cpu_engine();
+    const ConvTrainDescs d = conv_train_descs(s);
+    const auto pd = conv_backward_pd<dnnl::convolution_backward_data>(d);
+    dnnl::stream stream(eng);
+    dnnl::convolution_backward_data(pd).execute(
+        stream, {{DNNL_ARG_DIFF_DST, dnnl::memory(d.y, eng, const_cast<float*>(dy))},
+                 {DNNL_ARG_WEIGHTS, weights_as(pd.weights_desc(), d, w, stream)},
+                 {DNNL_ARG_DIFF_SRC, dnnl::memory(d.x, eng, dx)}});
+    stream.wait();
+}
+
+inline void conv_nhwc_backward_weights_cpu(const float* x, const float* dy, const ConvFusedShape& s, float* dw) {
+    const dnnl::engine& eng = cpu_engine();
+    const ConvTrainDescs d = conv_train_descs(s);
+    const auto pd = conv_backward_pd<dnnl::convolution_backward_weights>(d);
+    dnnl::stream stream(eng);
+    dnnl::memory user(d.w_user, eng, dw);
+    const bool direct = pd.diff_weights_desc() == d.w_user;
+    dnnl::memory out = direct ? user : dnnl::memory(pd.diff_weights_desc(), eng);
+    dnnl::convolution_backward_weights(pd).execute(
+        stream, {{DNNL_ARG_SRC, dnnl::memory(d.x, eng, const_cast<float*>(x))},
+                 {DNNL_ARG_DIFF_DST, dnnl::memory(d.y, eng, const_cast<float*>(dy))},
+                 {DNNL_ARG_DIFF_WEIGHTS, out}});
+    if (!direct) dnnl::reorder(out, user).execute(stream, out, user);
     stream.wait();
 }
 

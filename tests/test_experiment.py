@@ -29,22 +29,22 @@ def test_quick_experiment_report(quick_experiment):
         assert step in on_disk["timings"], step
     assert on_disk["settings"]["jittor"].startswith("1.3")
     # the world-CLIP learnt to name regions over the whole vocabulary (320 classes: chance is 0.3 %; the last
-    # logged batch of its training regions, jittered and occluded, measured 14-21 % with 4 regions per scene, 25 %
-    # with all 12)
+    # logged batch of its training regions, jittered and occluded, measured 53 % after its 6 epochs, seed 0)
     wc = on_disk["world_clip"]
-    assert wc["classes"] == 320 and (wc["cached"] or wc["final_region_text_accuracy"] > 8)
-    # ... and names the test set's ground-truth boxes (chance 0.3 %; development world seed 7: world-CLIP 35 %,
-    # colour 97 %; stage 2 27 %; quick seed 0: 32 % and 21 %, novel 21 %): the world-CLIP tower alone, stage 2 whole
+    assert wc["classes"] == 320 and (wc["cached"] or wc["final_region_text_accuracy"] > 30)
+    # ... and names the test set's ground-truth boxes (chance 0.3 %; development world seed 7: world-CLIP 58 %,
+    # stage 2 45 %; quick seed 0: 64 % and 39 %, novel 36 %): the world-CLIP tower alone, stage 2 whole
     rec = on_disk["recognition"]
     assert rec["boxes"] == on_disk["world"]["val_boxes"]
-    assert rec["world_clip"]["top1"] >= 0.1 and rec["world_clip"]["colour"] >= 0.6, rec
-    assert rec["stage2"]["top1"] >= 0.05 and rec["stage2"]["top1_novel"] > 0.01, rec
+    assert rec["world_clip"]["top1"] >= 0.4 and rec["world_clip"]["colour"] >= 0.9, rec
+    assert rec["stage2"]["top1"] >= 0.25 and rec["stage2"]["top1_novel"] > 0.1, rec
     # the stage-1 proposals find objects, including those of never-labelled classes (measured 0.52 / novel 0.39)
     assert on_disk["proposals"]["AR@100"] >= 0.45 and on_disk["proposals"]["novel_AR@100"] >= 0.35
-    # stage 2 detects on the open-world test set (measured AP 15.5 %, APr 14.9 %; the bar, AP >= 20 %, is
-    # not met yet) and needs the text space to do it: the shuffled-embedding control (mean of several
-    # permutations) loses it (measured AP 0.3 %, APr 0.1 %; the bar: control APr <= raw APr / 5)
-    assert on_disk["lvis"]["AP"] >= 0.10 and on_disk["lvis"]["APr"] >= 0.08
+    # stage 2 detects on the open-world test set (measured AP 19.96 %, APr 18.6 %: the bar, AP >= 20 %, is
+    # missed by a hair; these bounds guard against regressions) and needs the text space to do it: the
+    # shuffled-embedding control (mean of several permutations) loses it (measured AP 0.4 %, APr 0.2 %; the
+    # issue's bar: control APr <= raw APr / 5)
+    assert on_disk["lvis"]["AP"] >= 0.15 and on_disk["lvis"]["APr"] >= 0.12
     control = on_disk["control_shuffled_embeddings"]
     assert len(control["permutations"]) >= 3 and len(control["per_permutation"]["APr"]) == len(control["permutations"])
     assert on_disk["lvis"]["AP"] > 5 * control["AP"]

@@ -454,15 +454,19 @@ class Experiment:
             self.report["timings"][name] = round(time.time() - t, 1)
             Path(out).write_text(json.dumps(self.report, indent=2))
 
+    def estimate(self, minutes: float) -> str:
+        """The printed time estimate of a plan taking ``minutes`` with the world-CLIP cached."""
+        return (f"estimated ~{minutes} min on a 2-core CPU with a warm compile cache, "
+                f"+~{WORLD_CLIP_EPOCH_MIN * self.plan['world_clip']['epochs']:.0f} min where the world-CLIP is "
+                "not cached yet")
+
     def run(self, only=None) -> dict:
         unknown = sorted(set(only or ()) - set(STEPS))
         if unknown:
             raise ValueError(f"unknown experiment step(s) {unknown}; the steps are {', '.join(STEPS)}")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.log(f"unidet experiment ({self.mode}, seed {self.seed}) in {self.work_dir}; "
-                 f"estimated ~{self.plan['estimate_min']} min on a 2-core CPU with a warm compile cache, "
-                 f"+~{WORLD_CLIP_EPOCH_MIN * self.plan['world_clip']['epochs']:.0f} min where the world-CLIP is "
-                 "not cached yet")
+                 f"{self.estimate(self.plan['estimate_min'])}")
         t_all = time.time()
         self.run_steps(STEPS, only, self.work_dir / "report.json", t_all)
         self.report["timings"]["total"] = round(time.time() - t_all, 1)

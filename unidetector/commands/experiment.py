@@ -35,8 +35,8 @@ def add_arguments(parser):
                         help="run only these steps (the earlier ones' outputs must exist in --work-dir)")
     parser.add_argument("--ablations", action="store_true", help="the ablation plan: the paper's three claims "
                         "(class-agnostic proposals, partitioned multi-dataset training, calibration) against "
-                        "alternatives with the same budget and seed, with bootstrap intervals (quick: 5.5-10 min, "
-                        "full: 25-32 min with the world-CLIP cached)")
+                        "alternatives with the same budget and seed, with bootstrap intervals (quick: ~5 min, "
+                        "full: 25-32 min with the world-CLIP cached; a world-CLIP not cached yet adds ~7.5 min)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

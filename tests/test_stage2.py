@@ -314,9 +314,9 @@ def test_channels_last_inference_equals_nchw(norm_eval):
 def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradients(frozen_stages, norm_eval, fixed):
     """In training, the frozen running-statistics blocks of the CLIP backbone (stem and layer1..k) run through the
     channels-last inference path without a backward graph and the others through the channels-last training
-    layers; the output, the gradients of the trainable parameters and the running statistics equal the ordinary
-    NCHW training forward (UNIDET_CHANNELS_LAST=0). Batch-statistics BN is never 'fixed'. The RoI head's layer4
-    likewise."""
+    layers (or NCHW with UNIDET_CHANNELS_LAST_TRAIN=0); the output, the gradients of the trainable parameters and the
+    running statistics equal the ordinary NCHW training forward (UNIDET_CHANNELS_LAST=0). Batch-statistics BN is
+    never 'fixed'. The RoI head's layer4 likewise."""
     from unidetector.models.backbones import CLIPResNet
     from unidetector.models.layers import channels_last
     from unidetector.models.roi_heads.shared_heads import CLIPResLayer
@@ -333,7 +333,6 @@ def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradien
     head.train()
     assert backbone.fixed_blocks() == fixed
     assert channels_last.fixed_enabled() == (jt.compile_extern.mkl_ops is not None)
-    assert channels_last.train_enabled(head.layer4) == (jt.compile_extern.mkl_ops is not None)
     image = jt.array(rng.normal(size=(2, 3, 70, 90)).astype(np.float32))
     rois = jt.array(rng.normal(size=(3, 256, 8, 8)).astype(np.float32))
     weight = jt.array(rng.normal(size=(1, 256, 1, 1)).astype(np.float32))
@@ -341,19 +340,22 @@ def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradien
     trainable = [p for m in (backbone, head) for p in m.parameters() if not p.is_stop_grad()]
     start = {k: v.numpy().copy() for m in (backbone, head) for k, v in m.state_dict().items()}
     results = {}
-    for fast in (False, True):
+    # (channels-last at all, for the trainable layers too): NCHW throughout; fixed blocks only; both
+    for fast, train_too in ((False, False), (True, False), (True, True)):
         for m in (backbone, head):
             m.load_state_dict({k: jt.array(start[k]) for k in m.state_dict()})
-        channels_last.ENABLED = fast
+        channels_last.ENABLED, channels_last.TRAIN_ENABLED = fast, train_too
         try:
+            assert channels_last.train_enabled(head.layer4) == (train_too and jt.compile_extern.mkl_ops is not None)
             out, head_out = backbone(image)[0], head(rois)
             grads = jt.grad((out * weight).sum() + (head_out * head_weight).sum(), trainable + [rois])
             stats = [v.numpy() for m in (backbone, head) for k, v in m.state_dict().items() if "running" in k]
-            results[fast] = [out.numpy(), head_out.numpy()] + [g.numpy() for g in grads] + stats
+            results[fast, train_too] = [out.numpy(), head_out.numpy()] + [g.numpy() for g in grads] + stats
         finally:
-            channels_last.ENABLED = True
-    for got, want in zip(results[True], results[False]):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+            channels_last.ENABLED, channels_last.TRAIN_ENABLED = True, True
+    for key in ((True, False), (True, True)):
+        for got, want in zip(results[key], results[False, False]):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=str(key))
 
 
 def _open_world_roi_head(tmp_path, num_classes=7, calibrated=False):

@@ -69,9 +69,9 @@ QUICK_STAGE2 = {"model.train_cfg.rcnn.sampler.num": 16, "model.train_cfg.rcnn.sa
 # One world-CLIP recipe for every plan, so the quick and full runs share its cache entry; the lr decays late
 # (at 80 and 95 % of the iterations): it pretrains from scratch. 6 epochs over the web set, decided on the
 # development world (seed 7, never a reported one): top-1 on its test boxes 34.8 / 42.0 / 57.8 % and quick
-# stage-2 AP 14.8 / 16.7 / 19.1 after 2 / 4 / 6 epochs, for ~75 s an epoch.
+# stage-2 AP 14.8 / 16.7 / 19.1 after 2 / 4 / 6 epochs.
 WORLD_CLIP_RECIPE = dict(epochs=6, options={}, lr_steps=(0.8, 0.95))
-WORLD_CLIP_EPOCH_MIN = 1.25  # minutes per world-CLIP epoch on 2 cores (measured 73 s, 2026-12-01)
+WORLD_CLIP_EPOCH_MIN = 1.25  # minutes per world-CLIP epoch on 2 cores (seed-0 quick run, 2026-12-01: 439 s / 6)
 PLANS = {
     "quick": dict(size="small", estimate_min=3, world_clip=WORLD_CLIP_RECIPE,
                   stage1=dict(epochs=2, options=LIGHT_STAGE1), stage2=dict(epochs=2, options=QUICK_STAGE2)),

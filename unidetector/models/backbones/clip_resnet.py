@@ -73,10 +73,11 @@ def run_blocks(owner: nn.Module, x, blocks, fixed: int = 0):
         for block in blocks:
             x = block(x, channels_last.INFERENCE)
         return channels_last.to_nchw(x)
-    rest = blocks[fixed:] if fixed and channels_last.fixed_enabled() else blocks
+    skip_graph = bool(fixed) and channels_last.fixed_enabled()
+    rest = blocks[fixed:] if skip_graph else blocks
     modules = [getattr(block, "__self__", block) for block in rest]  # the stem is a method of the backbone
     layers = channels_last.TRAINING if owner.is_training() and channels_last.train_enabled(*modules) else None
-    if rest is not blocks:
+    if skip_graph:
         with jt.no_grad():
             y = onednn.to_channels_last(x, "float32")
             for block in blocks[:fixed]:

@@ -140,7 +140,7 @@ def apply(module: nn.Module, x: jt.Var, train: bool = False) -> jt.Var:
         return conv_bn(module, None, x, train=train)
     if isinstance(module, nn.BatchNorm):
         if train:
-            if not isinstance(module, (BatchNorm2d, EvalBatchNorm2d)):
+            if not _trainable_here(module):
                 raise TypeError(f"channels_last.apply: no channels-last training rule for {type(module).__name__}")
             return module.channels_last(x)
         scale, shift = running_scale_shift(module)

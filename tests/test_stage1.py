@@ -152,3 +152,73 @@ def test_resnet_stage_blocks_override_depth():
     assert [len(getattr(ResNet(depth=50, base_channels=8), f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
     with pytest.raises(ValueError, match="stage_blocks"):
         ResNet(depth=50, base_channels=8, stage_blocks=(1, 0, 1, 1))
+
+
+@pytest.mark.parametrize("frozen_stages, norm_eval, fixed", [(-1, False, 0), (1, True, 2), (2, True, 4),
+                                                             (1, False, 2)])
+def test_resnet_and_fpn_channels_last_equal_nchw_in_training_and_inference(frozen_stages, norm_eval, fixed):
+    """The stage-1 ResNet's residual stages run channels-last on the CPU (frozen running-statistics blocks without a
+    backward graph, the others through the differentiable channels-last layers), and the FPN's and the RPN head's
+    convolutions through oneDNN on channels-last copies: every stage output, the pyramid and RPN outputs, the
+    gradients of every trainable parameter and the running statistics equal the NCHW path (UNIDET_CHANNELS_LAST=0),
+    with the layers trained channels-last or (UNIDET_CHANNELS_LAST_TRAIN=0) NCHW; in inference likewise. Frozen
+    stages use running statistics also without norm_eval (mmdet), so they are 'fixed' either way."""
+    from unidetector.models.layers import channels_last
+
+    rng = np.random.default_rng(2)
+    cfg = load_config(SYNTH_CFG, {
+        "model.backbone": dict(base_channels=8, stage_blocks=(2, 2, 1, 1), frozen_stages=frozen_stages,
+                               norm_eval=norm_eval, zero_init_residual=False),
+        "model.neck": dict(in_channels=[32, 64, 128, 256], out_channels=16),
+        "model.rpn_head": dict(in_channels=16, feat_channels=16)})
+    model = build_detector(cfg.model)
+    backbone, neck, head = model.backbone, model.neck, model.rpn_head
+    for name, value in backbone.state_dict().items():
+        if "running_var" in name:
+            value.assign(jt.array(rng.uniform(0.5, 2.0, value.shape).astype(np.float32)))
+        elif "running_mean" in name:
+            value.assign(jt.array(rng.normal(0, 0.5, value.shape).astype(np.float32)))
+    modules = (backbone, neck, head)
+    trainable = [p for m in modules for p in m.parameters() if not p.is_stop_grad()]
+    start = {(i, k): v.numpy().copy() for i, m in enumerate(modules) for k, v in m.state_dict().items()}
+    image = jt.array(rng.normal(size=(2, 3, 96, 128)).astype(np.float32))
+
+    def run(training: bool) -> list:
+        for i, m in enumerate(modules):
+            m.load_state_dict({k: jt.array(start[i, k]) for k in m.state_dict()})
+            m.train() if training else m.eval()
+        if training:
+            assert channels_last.leading_fixed([(b,) for b in backbone.blocks()]) == fixed
+        feats = backbone(image)
+        pyramid = neck(feats)
+        cls, reg, obj = head(pyramid)
+        outs = list(feats) + list(pyramid) + list(reg) + list(obj)
+        if not training:
+            return [o.numpy() for o in outs]
+        weights = [jt.array(rng.normal(size=o.shape).astype(np.float32)) for o in outs]
+        grads = jt.grad(sum((o * w).sum() for o, w in zip(outs, weights)), trainable)
+        stats = [v.numpy() for m in modules for k, v in m.state_dict().items() if "running" in k]
+        return [o.numpy() for o in outs] + [g.numpy() for g in grads] + stats
+
+    results = {}
+    for training in (True, False):
+        for fast, train_too in ((False, False), (True, False), (True, True)):
+            channels_last.ENABLED, channels_last.TRAIN_ENABLED = fast, train_too
+            rng = np.random.default_rng(3)  # the same loss weights in every setting
+            try:
+                if training:
+                    results[training, fast, train_too] = run(True)
+                    assert channels_last.train_enabled(*backbone.blocks()[fixed:], neck.fpn_convs[0].conv) == (
+                        fast and train_too and jt.compile_extern.mkl_ops is not None)
+                else:
+                    with jt.no_grad():
+                        results[training, fast, train_too] = run(False)
+                        assert channels_last.enabled(backbone) == (fast and jt.compile_extern.mkl_ops is not None)
+            finally:
+                channels_last.ENABLED, channels_last.TRAIN_ENABLED = True, True
+    for (training, fast, train_too), got in results.items():
+        want = results[training, False, False]
+        assert len(got) == len(want) > 10
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max(),
+                                       err_msg=str((training, fast, train_too)))

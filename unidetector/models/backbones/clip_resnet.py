@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import jittor as jt
 from jittor import nn
 
-from ...ops import onednn
 from ...ops.activation import add_relu, relu
 from ...registry import MODELS
 from ..layers import BlockAvgPool2d, channels_last, make_norm
@@ -60,34 +58,6 @@ class CLIPBottleneck(nn.Module):
         out = relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(self.avgpool(out)))
         return add_relu(out, x if self.downsample is None else self.downsample(x))
-
-
-def run_blocks(owner: nn.Module, x, blocks, fixed: int = 0):
-    """Apply ``blocks`` (callables ``block(x, layers)``) to a NCHW batch, channels-last in between on the CPU:
-    in inference (:func:`channels_last.enabled` for ``owner``) fused; in training the first ``fixed`` blocks
-    (frozen, running statistics: :func:`channels_last.fixed`) through the inference path in float32 without a
-    backward graph (the same function, no gradients to keep) where :func:`channels_last.fixed_enabled`, and the
-    others through :data:`channels_last.TRAINING` where :func:`channels_last.train_enabled` (else NCHW)."""
-    if channels_last.enabled(owner):
-        x = channels_last.to_nhwc(x)
-        for block in blocks:
-            x = block(x, channels_last.INFERENCE)
-        return channels_last.to_nchw(x)
-    skip_graph = bool(fixed) and channels_last.fixed_enabled()
-    rest = blocks[fixed:] if skip_graph else blocks
-    modules = [getattr(block, "__self__", block) for block in rest]  # the stem is a method of the backbone
-    layers = channels_last.TRAINING if owner.is_training() and channels_last.train_enabled(*modules) else None
-    if skip_graph:
-        with jt.no_grad():
-            y = onednn.to_channels_last(x, "float32")
-            for block in blocks[:fixed]:
-                y = block(y, channels_last.INFERENCE)
-        x = (y if layers is not None else channels_last.to_nchw(y)).stop_grad()
-    elif layers is not None:
-        x = onednn.to_channels_last(x, "float32")
-    for block in rest:
-        x = block(x, layers)
-    return channels_last.to_nchw(x) if layers is not None else x
 
 
 def make_clip_res_layer(inplanes: int, planes: int, blocks: int, stride: int = 1,
@@ -197,11 +167,8 @@ class CLIPResNet(nn.Module):
         (:func:`channels_last.fixed`): with ``frozen_stages = k`` and ``norm_eval``, the stem and layer1..k."""
         stem = (self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3)
         groups = [stem] + [(block,) for layer in (self.layer1, self.layer2, self.layer3) for block in layer]
-        n = 0
-        while n < len(groups) and channels_last.fixed(*groups[n]):
-            n += 1
-        return n
+        return channels_last.leading_fixed(groups)
 
     def execute(self, x):
         fixed = self.fixed_blocks() if self.is_training() else 0
-        return (run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3], fixed),)
+        return (channels_last.run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3], fixed),)

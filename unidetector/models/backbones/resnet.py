@@ -3,14 +3,20 @@
 Parameter names are the torchvision/mmdet state-dict keys (``conv1``, ``bn1``,
 ``layer1.0.conv2.weight``, ``layer2.0.downsample.0.weight``, ``layer2.0.downsample.1.running_var``),
 so ``torchvision://resnet50`` and official stage-1 checkpoints load name for name.
+
+On the CPU the residual stages run channels-last between the stem and the stage outputs
+(:func:`~unidetector.models.layers.channels_last.run_blocks`): fused oneDNN calls in inference, and in
+training the frozen running-statistics blocks without a backward graph and the others through the
+differentiable channels-last layers; the stem (7×7 conv and max pool) stays NCHW.
 """
 from __future__ import annotations
 
+import numpy as np
 from jittor import nn
 
 from ...ops.activation import add_relu, relu
 from ...registry import MODELS
-from ..layers import make_norm
+from ..layers import channels_last, make_norm
 from .clip_resnet import freeze, load_pretrained
 
 ARCH_SETTINGS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -39,7 +45,14 @@ class Bottleneck(nn.Module):
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), norm(out))
 
-    def execute(self, x):
+    def execute(self, x, layers: channels_last.Layers | None = None):
+        """(N, C, H, W) in and out, or (N, H, W, C) with channels-last ``layers`` (:data:`channels_last.INFERENCE`:
+        each convolution fused with its BatchNorm, the residual add and the ReLU; :data:`channels_last.TRAINING`)."""
+        if layers is not None:
+            out = layers.conv_bn(self.conv1, self.bn1, x, relu=True)
+            out = layers.conv_bn(self.conv2, self.bn2, out, relu=True)
+            identity = x if self.downsample is None else layers.apply(self.downsample, x)
+            return layers.conv_bn(self.conv3, self.bn3, out, residual=identity, relu=True)
         out = relu(self.bn1(self.conv1(x)))
         out = relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -139,12 +152,14 @@ class ResNet(nn.Module):
             load_pretrained(self, path, {"backbone.": "", "": ""})
             self._freeze_stages()
 
+    def blocks(self) -> list:
+        """The residual blocks of every stage, in order."""
+        return [block for name in self.res_layers for block in getattr(self, name)]
+
     def execute(self, x):
         """``(N, 3, H, W)`` -> tuple of the ``out_indices`` stage maps, finest first."""
         x = self.maxpool(relu(self.bn1(self.conv1(x))))
-        outs = []
-        for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return tuple(outs)
+        blocks = self.blocks()
+        fixed = channels_last.leading_fixed([(b,) for b in blocks]) if self.is_training() else 0
+        stage_ends = np.cumsum([len(getattr(self, name)) for name in self.res_layers]) - 1
+        return tuple(channels_last.run_blocks(self, x, blocks, fixed, taps=stage_ends[list(self.out_indices)]))

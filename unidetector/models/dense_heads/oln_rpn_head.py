@@ -31,6 +31,7 @@ from jittor import nn
 from ...ops import anchor_inside_flags, bbox_overlaps, bboxes2tblr
 from ...ops.boxes import as_var
 from ...registry import MODELS, TASK_UTILS, build
+from ..layers import channels_last
 from ..layers.functional import l2_normalize
 
 
@@ -115,7 +116,7 @@ class OlnRPNHead(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward_single(self, x: jt.Var):
         """One level ``(N, C, H, W)`` -> ``cls (N,1,H,W)``, ``reg (N,4,H,W)``, ``obj (N,1,H,W)``."""
-        x = l2_normalize(nn.relu(self.rpn_conv(x)))
+        x = l2_normalize(nn.relu(channels_last.conv2d(self.rpn_conv, x)))
         return self.rpn_cls(x), self.rpn_reg(x), self.rpn_obj(x)
 
     def execute(self, feats):

@@ -29,6 +29,7 @@ from jittor import nn
 from ...ops import anchor_inside_flags, batched_nms
 from ...ops.boxes import as_var
 from ...registry import MODELS, TASK_UTILS, build
+from ..layers import channels_last
 
 __all__ = ["RPNHead"]
 
@@ -75,7 +76,7 @@ class RPNHead(nn.Module):
             nn.init.constant_(conv.bias, 0.0)
 
     def forward_single(self, x: jt.Var):
-        t = nn.relu(self.rpn_conv(x))
+        t = nn.relu(channels_last.conv2d(self.rpn_conv, x))
         return self.rpn_cls(t), self.rpn_reg(t)
 
     def execute(self, feats):

@@ -26,7 +26,8 @@ turns it off): each convolution and its two gradients are oneDNN calls on the NH
 (:func:`unidetector.ops.onednn.conv2d_nhwc`), the BatchNorms (batch or running statistics), ReLUs, residual
 adds and block pools are OpenMP kernels over (rows, channels), all differentiable, in float32, with the
 results of the NCHW path up to the order of summation. :data:`INFERENCE` and :data:`TRAINING` are the two sets
-of layer functions a block is given (``block(x, layers)``).
+of layer functions a block is given (``block(x, layers)``); :func:`run_blocks` picks one for a chain of blocks (the
+CLIP backbone and RoI layer4, the stage-1 ResNet's residual stages).
 """
 from __future__ import annotations
 
@@ -133,6 +134,17 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm | None, x: jt.Var, residual: jt.Va
     return onednn.conv_bn_act(x, conv.weight, conv.stride, conv.padding, conv.dilation, scale, shift, residual, relu)
 
 
+def conv2d(conv: nn.Conv2d, x: jt.Var) -> jt.Var:
+    """``conv(x)`` for a NCHW ``x`` outside a chain of channels-last blocks (the FPN, the RPN head): on the CPU
+    (inference: :func:`enabled`; training: :func:`train_enabled`) a oneDNN convolution on a channels-last copy,
+    which outruns Jittor's NCHW convolution by more than the two reorders it costs; otherwise ``conv`` itself."""
+    if conv.groups == 1 and enabled(conv):
+        return to_nchw(conv_bn(conv, None, to_nhwc(x)))
+    if conv.is_training() and train_enabled(conv):
+        return to_nchw(conv_bn(conv, None, onednn.to_channels_last(x, "float32"), train=True))
+    return conv(x)
+
+
 def apply(module: nn.Module, x: jt.Var, train: bool = False) -> jt.Var:
     """``module`` evaluated on a channels-last (N, H, W, C) tensor; returns (N, H', W', C'). With ``train``
     (float32, differentiable), BatchNorms behave as in training."""
@@ -182,3 +194,51 @@ class Layers:
 
 #: inference (fused oneDNN calls, running statistics, float32 or bfloat16) and training (float32, differentiable)
 INFERENCE, TRAINING = Layers(False), Layers(True)
+
+
+def leading_fixed(groups) -> int:
+    """How many leading ``groups`` (tuples of modules, e.g. one residual block each) are fixed functions in
+    training (:func:`fixed`)."""
+    n = 0
+    while n < len(groups) and fixed(*groups[n]):
+        n += 1
+    return n
+
+
+def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=None):
+    """Apply ``blocks`` (callables ``block(x, layers)``, NCHW with ``layers=None``) to a NCHW batch, channels-last
+    in between on the CPU: in inference (:func:`enabled` for ``owner``) fused; in training the first
+    ``fixed_count`` blocks (frozen, running statistics: :func:`fixed`) through the inference path in float32 without a
+    backward graph (the same function, no gradients to keep) where :func:`fixed_enabled`, and the others through
+    :data:`TRAINING` where :func:`train_enabled` (else NCHW).
+
+    Returns the NCHW output of the last block, or with ``taps`` (block indices) the list of the NCHW outputs after
+    those blocks (e.g. the last block of each residual stage, for an FPN)."""
+    want = [len(blocks) - 1] if taps is None else [int(i) for i in taps]
+    outs = {}
+    if enabled(owner):
+        x = to_nhwc(x)
+        for i, block in enumerate(blocks):
+            x = block(x, INFERENCE)
+            if i in want:
+                outs[i] = to_nchw(x)
+        return outs[want[0]] if taps is None else [outs[i] for i in want]
+    skip_graph = bool(fixed_count) and fixed_enabled()
+    start = fixed_count if skip_graph else 0
+    modules = [getattr(block, "__self__", block) for block in blocks[start:]]  # a stem may be a method
+    layers = TRAINING if owner.is_training() and train_enabled(*modules) else None
+    if skip_graph:
+        with jt.no_grad():
+            y = onednn.to_channels_last(x, "float32")
+            for i, block in enumerate(blocks[:start]):
+                y = block(y, INFERENCE)
+                if i in want:
+                    outs[i] = to_nchw(y).stop_grad()
+        x = (y if layers is not None else to_nchw(y)).stop_grad()
+    elif layers is not None:
+        x = onednn.to_channels_last(x, "float32")
+    for i, block in enumerate(blocks[start:], start):
+        x = block(x, layers)
+        if i in want:
+            outs[i] = to_nchw(x) if layers is not None else x
+    return outs[want[0]] if taps is None else [outs[i] for i in want]

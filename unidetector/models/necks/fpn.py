@@ -8,10 +8,12 @@ import numpy as np
 from jittor import nn
 
 from ...registry import MODELS
+from ..layers import channels_last
 
 
 class ConvModule(nn.Module):
-    """A conv whose parameters live under ``.conv`` (mmcv ``ConvModule`` key names, no norm/act)."""
+    """A conv whose parameters live under ``.conv`` (mmcv ``ConvModule`` key names, no norm/act); oneDNN
+    channels-last on the CPU (:func:`~unidetector.models.layers.channels_last.conv2d`)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, stride: int = 1):
         super().__init__()
@@ -20,7 +22,7 @@ class ConvModule(nn.Module):
         nn.init.constant_(self.conv.bias, 0.0)
 
     def execute(self, x):
-        return self.conv(x)
+        return channels_last.conv2d(self.conv, x)
 
 
 def upsample_nearest(x: jt.Var, size: Sequence[int]) -> jt.Var:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from jittor import nn
 
 from ....registry import MODELS
-from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer, run_blocks
+from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer
+from ...layers.channels_last import run_blocks
 
 
 @MODELS.register_module()

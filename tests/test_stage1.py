@@ -183,7 +183,7 @@ def test_resnet_and_fpn_channels_last_equal_nchw_in_training_and_inference(froze
     start = {(i, k): v.numpy().copy() for i, m in enumerate(modules) for k, v in m.state_dict().items()}
     image = jt.array(rng.normal(size=(2, 3, 96, 128)).astype(np.float32))
 
-    def run(training: bool) -> list:
+    def run(training: bool, rng) -> list:
         for i, m in enumerate(modules):
             m.load_state_dict({k: jt.array(start[i, k]) for k in m.state_dict()})
             m.train() if training else m.eval()
@@ -204,15 +204,14 @@ def test_resnet_and_fpn_channels_last_equal_nchw_in_training_and_inference(froze
     for training in (True, False):
         for fast, train_too in ((False, False), (True, False), (True, True)):
             channels_last.ENABLED, channels_last.TRAIN_ENABLED = fast, train_too
-            rng = np.random.default_rng(3)  # the same loss weights in every setting
             try:
                 if training:
-                    results[training, fast, train_too] = run(True)
+                    results[training, fast, train_too] = run(True, np.random.default_rng(3))  # same loss weights
                     assert channels_last.train_enabled(*backbone.blocks()[fixed:], neck.fpn_convs[0].conv) == (
                         fast and train_too and jt.compile_extern.mkl_ops is not None)
                 else:
                     with jt.no_grad():
-                        results[training, fast, train_too] = run(False)
+                        results[training, fast, train_too] = run(False, None)
                         assert channels_last.enabled(backbone) == (fast and jt.compile_extern.mkl_ops is not None)
             finally:
                 channels_last.ENABLED, channels_last.TRAIN_ENABLED = True, True

@@ -171,4 +171,4 @@ class CLIPResNet(nn.Module):
 
     def execute(self, x):
         fixed = self.fixed_blocks() if self.is_training() else 0
-        return (channels_last.run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3], fixed),)
+        return tuple(channels_last.run_blocks(self, x, [self.stem, *self.layer1, *self.layer2, *self.layer3], fixed))

@@ -1,10 +1,12 @@
-"""Channels-last (NHWC) CPU computation of the CLIP ResNets: inference with each convolution fused with its
-BatchNorm, residual add and ReLU (float32, or bfloat16 as an opt-in), and float32 training.
+"""Channels-last (NHWC) CPU computation of the ResNets (the CLIP backbone and RoI layer4 of stage 2, the residual
+stages of the stage-1 ResNet): inference with each convolution fused with its BatchNorm, residual add and ReLU
+(float32, or bfloat16 as an opt-in), and float32 training. Single convolutions outside such a chain (the FPN, the RPN
+head) take the same oneDNN call on a channels-last copy (:func:`conv2d`).
 
 Jittor hands every CPU convolution to oneDNN in NCHW, and oneDNN computes in NHWC, so each
 call reorders its input and its output (~20 % of stage-2 inference at full width), and every
 BatchNorm, residual add and ReLU is a further single-threaded pass over memory. Under
-``jt.no_grad()`` on the CPU, the CLIP backbone and the RoI layer4 keep their activations
+``jt.no_grad()`` on the CPU, these chains of blocks keep their activations
 channels-last from their first convolution to their last, and each convolution runs as one
 oneDNN call with its BatchNorm (running statistics), residual add and ReLU as post-ops
 (:func:`unidetector.ops.onednn.conv_bn_act`).
@@ -136,9 +138,11 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm | None, x: jt.Var, residual: jt.Va
 
 def conv2d(conv: nn.Conv2d, x: jt.Var) -> jt.Var:
     """``conv(x)`` for a NCHW ``x`` outside a chain of channels-last blocks (the FPN, the RPN head): on the CPU
-    (inference: :func:`enabled`; training: :func:`train_enabled`) a oneDNN convolution on a channels-last copy,
-    which outruns Jittor's NCHW convolution by more than the two reorders it costs; otherwise ``conv`` itself."""
-    if conv.groups == 1 and enabled(conv):
+    (inference: :func:`enabled`; training: :func:`train_enabled`) a oneDNN convolution on a channels-last copy and
+    back (two reorders, worth it for the 3×3 convolutions; about even for 1×1 ones), otherwise ``conv`` itself."""
+    if conv.groups != 1:
+        return conv(x)
+    if enabled(conv):
         return to_nchw(conv_bn(conv, None, to_nhwc(x)))
     if conv.is_training() and train_enabled(conv):
         return to_nchw(conv_bn(conv, None, onednn.to_channels_last(x, "float32"), train=True))
@@ -205,15 +209,15 @@ def leading_fixed(groups) -> int:
     return n
 
 
-def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=None):
+def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=None) -> list:
     """Apply ``blocks`` (callables ``block(x, layers)``, NCHW with ``layers=None``) to a NCHW batch, channels-last
     in between on the CPU: in inference (:func:`enabled` for ``owner``) fused; in training the first
     ``fixed_count`` blocks (frozen, running statistics: :func:`fixed`) through the inference path in float32 without a
     backward graph (the same function, no gradients to keep) where :func:`fixed_enabled`, and the others through
     :data:`TRAINING` where :func:`train_enabled` (else NCHW).
 
-    Returns the NCHW output of the last block, or with ``taps`` (block indices) the list of the NCHW outputs after
-    those blocks (e.g. the last block of each residual stage, for an FPN)."""
+    Returns the list of the NCHW outputs after the blocks ``taps`` (indices; default: the last block only), e.g. the
+    last block of each residual stage for an FPN."""
     want = [len(blocks) - 1] if taps is None else [int(i) for i in taps]
     outs = {}
     if enabled(owner):
@@ -222,7 +226,7 @@ def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=N
             x = block(x, INFERENCE)
             if i in want:
                 outs[i] = to_nchw(x)
-        return outs[want[0]] if taps is None else [outs[i] for i in want]
+        return [outs[i] for i in want]
     skip_graph = bool(fixed_count) and fixed_enabled()
     start = fixed_count if skip_graph else 0
     modules = [getattr(block, "__self__", block) for block in blocks[start:]]  # a stem may be a method
@@ -241,4 +245,4 @@ def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=N
         x = block(x, layers)
         if i in want:
             outs[i] = to_nchw(x) if layers is not None else x
-    return outs[want[0]] if taps is None else [outs[i] for i in want]
+    return [outs[i] for i in want]

@@ -43,4 +43,4 @@ class CLIPResLayer(nn.Module):
             load_pretrained(self, path, {"visual.layer4.": "layer4.", "roi_head.shared_head.layer4.": "layer4."})
 
     def execute(self, x):
-        return run_blocks(self, x, list(self.layer4))
+        return run_blocks(self, x, list(self.layer4))[0]

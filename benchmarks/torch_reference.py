@@ -561,11 +561,11 @@ class _RoIHeadCLIPTrain(nn.Module):
 class Stage2Train(nn.Module):
     """Stage-2 training network (CLIP ResNet C4, RoIAlign ``roi_size`` (official 14), layer4 (stride 2),
     partitioned CLIP head with a ``roi_size / 2`` attention pool). ``frozen_stages`` (stem = 0,
-    ``layer1`` = 1) get no gradients; ``norm_eval``: every BatchNorm uses its running statistics in
-    training (the official stage 2), else batch statistics."""
+    ``layer1`` = 1) get no gradients, nor does layer4 with ``frozen_layer4`` (the synthetic stage 2); ``norm_eval``:
+    every BatchNorm uses its running statistics in training (the official stage 2), else batch statistics."""
 
     def __init__(self, embeddings: list, num_classes: int, layers=(1, 1, 1, 1), width: int = 16,
-                 frozen_stages: int = -1, norm_eval: bool = False, roi_size: int = 14):
+                 frozen_stages: int = -1, norm_eval: bool = False, roi_size: int = 14, frozen_layer4: bool = False):
         super().__init__()
         self.num_classes, self.norm_eval, self.roi_size = num_classes, norm_eval, roi_size
         self.backbone = ModifiedResNetC4(layers, width)
@@ -573,6 +573,7 @@ class Stage2Train(nn.Module):
         b = self.backbone
         frozen = [b.conv1, b.bn1, b.conv2, b.bn2, b.conv3, b.bn3] if frozen_stages >= 0 else []
         frozen += [getattr(b, f"layer{i}") for i in range(1, frozen_stages + 1)]
+        frozen += [self.roi_head.shared_head] if frozen_layer4 else []
         for m in frozen:
             for p in m.parameters():
                 p.requires_grad_(False)

@@ -117,7 +117,7 @@ def stage2_config(full: bool, tmp: str, classes=(30, 20), dim: int = 1024, width
     if full:
         width, layers = 64, (3, 4, 6, 3)
         cfg.model.backbone.update(frozen_stages=1, norm_eval=True)
-        cfg.model.roi_head.shared_head.update(norm_eval=True)
+        cfg.model.roi_head.shared_head.update(norm_eval=True, frozen=False)  # the official stage 2 trains layer4
         cfg.optimizer = dict(type="SGD", lr=0.002, momentum=0.9, weight_decay=0.0001)
     cfg.model.backbone.update(width=width, layers=list(layers))
     cfg.model.roi_head.shared_head.update(width=width, layers=list(layers))
@@ -133,7 +133,8 @@ def stage2_model(cfg):
     embs = [np.load(p) for p in head.zeroshot_path]
     ref_kw = dict(embeddings=embs, num_classes=head.num_classes, layers=tuple(b.layers), width=b.width,
                   frozen_stages=b.get("frozen_stages", 1), norm_eval=b.get("norm_eval", True),
-                  roi_size=int(cfg.model.roi_head.bbox_roi_extractor.roi_layer.output_size))
+                  roi_size=int(cfg.model.roi_head.bbox_roi_extractor.roi_layer.output_size),
+                  frozen_layer4=bool(cfg.model.roi_head.shared_head.get("frozen", False)))
     return model, ref_kw
 
 

@@ -210,20 +210,23 @@ def test_stage1_training_reference_matches_ours():
                                  "roi_head.bbox_head.shared_fcs.0.weight", "roi_head.bbox_head.fc_bbox_score.weight"])
 
 
-@pytest.mark.parametrize("norm_eval", [False, True])
+@pytest.mark.parametrize("norm_eval, frozen_layer4", [(False, False), (True, False), (True, True)])
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_stage2_training_reference_matches_ours(tmp_path, norm_eval):
-    """The partitioned CLIP stage 2 (two vocabularies, sampled negative classes) on our targets."""
+def test_stage2_training_reference_matches_ours(tmp_path, norm_eval, frozen_layer4):
+    """The partitioned CLIP stage 2 (two vocabularies, sampled negative classes) on our targets: as officially
+    (frozen stem + layer1, running statistics, layer4 trains), with layer4 frozen too (the synthetic stage 2's
+    choice) and from scratch (nothing frozen, batch statistics)."""
     cfg = train_step.stage2_config(False, str(tmp_path), classes=(7, 5), dim=16, width=8, layers=(1, 2, 1, 2))
-    # official: frozen stem + layer1, running statistics; else nothing frozen, batch statistics
     cfg.model.backbone.update(frozen_stages=1 if norm_eval else -1, norm_eval=norm_eval)
-    cfg.model.roi_head.shared_head.update(norm_eval=norm_eval)
+    cfg.model.roi_head.shared_head.update(norm_eval=norm_eval, frozen=frozen_layer4)
     cfg.model.train_cfg.rcnn.sampler.num = 12
     jt.set_global_seed(0)
     np.random.seed(0)
     batch = train_step.random_batch(np.random.default_rng(1), 96, 128, classes=(7, 5), proposals=30)
-    names = ["backbone.layer3.0.conv2.weight", "roi_head.shared_head.layer4.1.conv1.weight",
-             "roi_head.bbox_head.attnpool.k_proj.weight", "roi_head.bbox_head.fc_reg.weight"]
+    names = ["backbone.layer3.0.conv2.weight", "roi_head.bbox_head.attnpool.k_proj.weight",
+             "roi_head.bbox_head.fc_reg.weight"]
+    if not frozen_layer4:
+        names.append("roi_head.shared_head.layer4.1.conv1.weight")
     if not norm_eval:
         names.append("backbone.conv1.weight")
     _check_training_equivalence("stage2", cfg, train_step.stage2_model, batch, names)

@@ -33,18 +33,17 @@ def test_quick_experiment_report(quick_experiment):
     wc = on_disk["world_clip"]
     assert wc["classes"] == 320 and (wc["cached"] or wc["final_region_text_accuracy"] > 30)
     # ... and names the test set's ground-truth boxes (chance 0.3 %; development world seed 7: world-CLIP 58 %,
-    # stage 2 45 %; quick seed 0: 64 % and 39 %, novel 36 %): the world-CLIP tower alone, stage 2 whole
+    # stage 2 46 %; quick seed 0: 64 % and 46 %, novel 58 %): the world-CLIP tower alone, stage 2 whole
     rec = on_disk["recognition"]
     assert rec["boxes"] == on_disk["world"]["val_boxes"]
     assert rec["world_clip"]["top1"] >= 0.4 and rec["world_clip"]["colour"] >= 0.9, rec
-    assert rec["stage2"]["top1"] >= 0.25 and rec["stage2"]["top1_novel"] > 0.1, rec
+    assert rec["stage2"]["top1"] >= 0.35 and rec["stage2"]["top1_novel"] > 0.3, rec
     # the stage-1 proposals find objects, including those of never-labelled classes (measured 0.52 / novel 0.39)
     assert on_disk["proposals"]["AR@100"] >= 0.45 and on_disk["proposals"]["novel_AR@100"] >= 0.35
-    # stage 2 detects on the open-world test set (measured AP 19.96 %, APr 18.6 %: the bar, AP >= 20 %, is
-    # missed by a hair; these bounds guard against regressions) and needs the text space to do it: the
-    # shuffled-embedding control (mean of several permutations) loses it (measured AP 0.4 %, APr 0.2 %; the
-    # issue's bar: control APr <= raw APr / 5)
-    assert on_disk["lvis"]["AP"] >= 0.15 and on_disk["lvis"]["APr"] >= 0.12
+    # stage 2 detects on the open-world test set at the bar, AP >= 20 % (measured AP 22.6 %, APr 22.8 %, seed
+    # 0, 2026-12-01), and needs the text space to do it: the shuffled-embedding control (mean of several
+    # permutations) loses it (measured AP 0.3 %, APr 0.2 %; the bar: control APr <= raw APr / 5)
+    assert on_disk["lvis"]["AP"] >= 0.20 and on_disk["lvis"]["APr"] >= 0.15
     control = on_disk["control_shuffled_embeddings"]
     assert len(control["permutations"]) >= 3 and len(control["per_permutation"]["APr"]) == len(control["permutations"])
     assert on_disk["lvis"]["AP"] > 5 * control["AP"]
@@ -100,10 +99,12 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path, monkeypatch):
     assert tower and all(k.startswith(IMAGE_TOWER) for k in tower)
     assert any(k.startswith("roi_head.bbox_head.attnpool.") for k in tower)
     assert not any("fc_reg" in k or "zs_weights" in k for k in tower)
-    # stage 2 started from it (load_from) and kept its frozen C4 backbone: identical weights after training
+    # stage 2 started from it (load_from) and kept its frozen C4 backbone and layer4: the same weights after training
     stage2 = pickle.load(open(tmp_path / "work_dirs/stage2_partitioned/latest.pkl", "rb"))["state_dict"]
-    backbone = [k for k in tower if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
-    assert backbone and all(np.array_equal(np.asarray(stage2[k]), np.asarray(tower[k])) for k in backbone)
+    frozen = [k for k in tower if k.startswith(("backbone.", "roi_head.shared_head."))
+              and not k.endswith("num_batches_tracked")]
+    assert any(k.startswith("roi_head.shared_head.") for k in frozen)
+    assert all(np.array_equal(np.asarray(stage2[k]), np.asarray(tower[k])) for k in frozen)
     assert any(not np.array_equal(np.asarray(stage2[k]), np.asarray(tower[k])) for k in tower
                if k.startswith("roi_head.bbox_head.attnpool."))   # the attention pool was fine-tuned
     # a second run of the step takes the cached tower

@@ -358,6 +358,31 @@ def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradien
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=str(key))
 
 
+def test_frozen_layer4_takes_no_gradient_but_passes_it_to_its_input():
+    """``CLIPResLayer(frozen=True)`` (the synthetic stage 2's layer4): its parameters are left out of the optimiser,
+    its output and the gradient it passes back to the RoI features equal the trainable layer's."""
+    from unidetector.engine import build_optimizer
+    from unidetector.models.roi_heads.shared_heads import CLIPResLayer
+
+    rng = np.random.default_rng(2)
+    frozen = CLIPResLayer(layers=[1, 1, 1, 2], width=8, frozen=True)
+    trainable = CLIPResLayer(layers=[1, 1, 1, 2], width=8)
+    trainable.load_state_dict({k: jt.array(v.numpy()) for k, v in frozen.state_dict().items()})
+    assert all(p.is_stop_grad() for p in frozen.parameters())
+    assert not any(p.is_stop_grad() for n, p in trainable.named_parameters() if "running" not in n)
+    rois = jt.array(rng.normal(size=(3, 128, 8, 8)).astype(np.float32))
+    weight = jt.array(rng.normal(size=(1, 256, 1, 1)).astype(np.float32))
+    out = {}
+    for name, head in (("frozen", frozen), ("trainable", trainable)):
+        head.train()
+        y = head(rois)
+        out[name] = (y.numpy(), jt.grad((y * weight).sum(), rois).numpy())
+    for got, want in zip(out["frozen"], out["trainable"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        build_optimizer(frozen, dict(type="AdamW", lr=0.001))
+
+
 def _open_world_roi_head(tmp_path, num_classes=7, calibrated=False):
     """A small ``StandardRoIHead`` with CLIP layer4 and the open-world head (optionally calibrated)."""
     prior = tmp_path / "prior.npy"

@@ -14,7 +14,7 @@ model = dict(
     # trained from scratch: nothing frozen, BatchNorm with batch statistics
     backbone=dict(frozen_stages=-1, norm_eval=False),
     roi_head=dict(
-        shared_head=dict(norm_eval=False),
+        shared_head=dict(norm_eval=False, frozen=False),
         type='RegionTextRoIHead',
         temperature=0.01,  # = 1 / the detector heads' LOGIT_SCALE (100): stage 2 reads the same cosine scale
         bbox_head=dict(

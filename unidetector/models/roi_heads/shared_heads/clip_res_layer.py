@@ -4,7 +4,7 @@ from __future__ import annotations
 from jittor import nn
 
 from ....registry import MODELS
-from ...backbones.clip_resnet import CLIPBottleneck, load_pretrained, make_clip_res_layer
+from ...backbones.clip_resnet import CLIPBottleneck, freeze, load_pretrained, make_clip_res_layer
 from ...layers.channels_last import run_blocks
 
 
@@ -27,15 +27,21 @@ class CLIPResLayer(nn.Module):
             1024 for width 64 and 1280 otherwise, i.e. RN50x4's 80*16).
         norm_eval: as :class:`~unidetector.models.backbones.CLIPResNet` (False: batch statistics,
             for training from scratch).
+        frozen: stop the gradients of every layer4 parameter (not official: the official stage 2 trains layer4).
+            Gradients still flow through it to the input; where nothing before it trains, the backward pass
+            stops at the attention pool.
     """
 
     def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
-                 pretrained: str | None = None, in_channels: int | None = None, norm_eval: bool = True):
+                 pretrained: str | None = None, in_channels: int | None = None, norm_eval: bool = True,
+                 frozen: bool = False):
         super().__init__()
         self.in_channels = in_channels or width * 16
         self.out_channels = width * 8 * CLIPBottleneck.expansion
         self.pretrained = pretrained
         self.layer4 = make_clip_res_layer(self.in_channels, width * 8, layers[3], stride=2, norm_eval=norm_eval)
+        if frozen:
+            freeze(self.layer4)
 
     def init_weights(self, pretrained: str | None = None):
         path = pretrained or self.pretrained

@@ -6,8 +6,9 @@
   image of ``--size`` (H W), full width (ResNet-50 base 64, FPN 256), after one warm-up run;
 * ``train_step_s``: forward + backward + SGD update on a batch of 2 such images with 5 GT boxes each.
   The random weights start every residual branch's last BatchNorm scale at 1 (``zero_init_residual=False``), as
-  pretrained weights do: from mmdet's zero scales, the first tiny-lr update leaves denormal scales whose channels
-  made every later step ~2x slower (18 -> 34 s at full width, 2026-12-01), a cost no real training pays.
+  pretrained weights do: from mmdet's zero scales the first update at lr 1e-4 leaves denormal scales, and every
+  later step ran ~1.6x slower than the first (``train_first_s`` 18.1 s, ``train_step_s`` 28.0 s at full width,
+  2026-12-01), a cost no real training pays.
 Timings use ``jt.sync_all(True)``; the first (compiling) run is reported separately.
 """
 from __future__ import annotations

@@ -53,7 +53,7 @@ ATTRIBUTES = ("colour", "pattern", "shape")  # what a synthetic class name compo
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``); estimate_min: the
-# plan's minutes with the world-CLIP cached (measured 3.1 quick, 11.4 full, 2026-12-01).
+# plan's minutes with the world-CLIP cached (measured 3.2 quick, 11.4 full, 2026-12-01).
 # The experiment's stage 1 is lighter than configs/synthetic/stage1_cln.py (one bottleneck per stage instead
 # of ResNet-50's 3-4-6-3 and an FPN of 32 instead of 64 channels: 0.19 s/iteration on 2 cores) and learns
 # faster (lr 0.04 instead of 0.02, gradients clipped at 5 instead of 35: lr 0.04 once diverged in the RoI
@@ -69,7 +69,7 @@ LIGHT_STAGE1 = {"model.backbone.stage_blocks": [1, 1, 1, 1], "optimizer.lr": 0.0
 # (at 80 and 95 % of the iterations): it pretrains from scratch. 6 epochs over the web set, decided on the
 # development world (seed 7, never a reported one): top-1 on its test boxes 34.8 / 42.0 / 57.8 % and quick
 # stage-2 AP 14.8 / 16.7 / 19.1 after 2 / 4 / 6 epochs; with the frozen layer4 15.5 / 18.1 after 4 / 6 epochs (the
-# attention pool at a tenth of the lr), 4 epochs at lr 0.004 13.7 (6 at 0.002: 20.4, today's stage 2).
+# attention pool at a tenth of the lr), 4 epochs at lr 0.004 13.7 (6 at 0.002: 20.4, the current stage 2).
 WORLD_CLIP_RECIPE = dict(epochs=6, options={}, lr_steps=(0.8, 0.95))
 WORLD_CLIP_EPOCH_MIN = 1.2  # minutes per world-CLIP epoch on 2 cores (seed-0 quick run, 2026-12-01: 435 s / 6)
 PLANS = {

@@ -13,7 +13,7 @@
 # on three small label spaces, a moving layer4 forgot much of how the world-CLIP named objects. Decided
 # on the development world (seed 7, never a reported one), quick plan, the same stage 1 and world-CLIP: layer4
 # and attention pool at a tenth of the lr (before) AP 17.0, test boxes named right (top-1) 38.2 %; layer4 frozen,
-# attention pool at the full lr AP 19.8, 46.3 %; the attention pool frozen, layer4 at the full lr 10.9, 25.5 %.
+# attention pool at the full lr AP 19.8, 46.3 %; the attention pool at lr 0, layer4 at the full lr 10.9, 25.5 %.
 # The backward pass stops at the attention pool. Text embeddings:
 # the synthetic word-vector encoder (D = 1024). 32 sampled RoIs per image, half of them positive at most
 # (official 512 with 1/4 positive on 1333x800 images): positives carry the classes.

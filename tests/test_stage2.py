@@ -16,7 +16,7 @@ from unidetector.convert import load_state_dict
 from unidetector.models import detectors  # noqa: F401  (registers the model types)
 from unidetector.models.roi_heads.bbox_heads import BBoxHeadCLIP, BBoxHeadCLIPInference, BBoxHeadCLIPPartitioned
 from unidetector.models.roi_heads.bbox_heads.bbox_head_clip import HEAD_PRIOR, UniformNegativeClassSampler
-from unidetector.registry import MODELS, build
+from unidetector.registry import MODELS, ConfigError, build
 
 IN_CH, DIM = 64, 16  # RoI feature channels (attnpool embed dim, 1 head of 64) and text-embedding dim
 
@@ -381,6 +381,10 @@ def test_frozen_layer4_takes_no_gradient_but_passes_it_to_its_input():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
     with pytest.raises(ValueError, match="no trainable parameters"):
         build_optimizer(frozen, dict(type="AdamW", lr=0.001))
+    # a frozen layer with batch statistics would still change: refused, naming the config key
+    with pytest.raises(ConfigError, match=r"model\.roi_head\.shared_head: CLIPResLayer: frozen=True needs norm_eval"):
+        build(dict(type="CLIPResLayer", layers=[1, 1, 1, 1], width=8, frozen=True, norm_eval=False), MODELS,
+              key_path="model.roi_head.shared_head")
 
 
 def _open_world_roi_head(tmp_path, num_classes=7, calibrated=False):

@@ -56,4 +56,9 @@ def build(cfg: dict, registry: Registry, *, key_path: str = "", filename: str | 
             accepted = sorted(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
             raise ConfigError(f"{where}: {cls.__name__} does not take {', '.join(map(repr, unexpected))}. "
                               f"It accepts: {', '.join(accepted)}")
-    return cls(**args)
+    try:
+        return cls(**args)
+    except ValueError as err:  # a constructor's own check: say where in the config it failed
+        if isinstance(err, UnidetError):
+            raise
+        raise ConfigError(f"{where}: {err}") from err

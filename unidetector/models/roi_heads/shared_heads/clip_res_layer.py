@@ -27,15 +27,18 @@ class CLIPResLayer(nn.Module):
             1024 for width 64 and 1280 otherwise, i.e. RN50x4's 80*16).
         norm_eval: as :class:`~unidetector.models.backbones.CLIPResNet` (False: batch statistics,
             for training from scratch).
-        frozen: stop the gradients of every layer4 parameter (not official: the official stage 2 trains layer4).
-            Gradients still flow through it to the input; where nothing before it trains, the backward pass
-            stops at the attention pool.
+        frozen: stop the gradients of every layer4 parameter (not official: the official stage 2 trains layer4);
+            needs ``norm_eval``. Gradients still flow through it to the input; where nothing before it trains, the
+            backward pass stops at the attention pool.
     """
 
     def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
                  pretrained: str | None = None, in_channels: int | None = None, norm_eval: bool = True,
                  frozen: bool = False):
         super().__init__()
+        if frozen and not norm_eval:
+            raise ValueError("CLIPResLayer: frozen=True needs norm_eval=True (with batch statistics a frozen layer4 "
+                             "would still change with every batch)")
         self.in_channels = in_channels or width * 16
         self.out_channels = width * 8 * CLIPBottleneck.expansion
         self.pretrained = pretrained

@@ -157,3 +157,16 @@ def test_result_format_round_trip():
     assert back[0][1].shape == (0, 5)
     with pytest.raises(ValueError, match="2 results for 3 images"):
         results_to_coco_json(results, [1, 2, 3], [4, 2])
+
+
+def test_result_conversion_equals_per_detection_floats():
+    """The stacked conversion gives each value as ``float()`` of the float32 input, widths in float64."""
+    rng = np.random.default_rng(0)
+    results = [[(rng.random((k, 5)) * 300).astype(np.float32) for k in (3, 0, 2)], [np.zeros((0, 5), np.float32)] * 3]
+    dets = results_to_coco_json(results, [5, 6], [10, 20, 30])
+    expected = [dict(image_id=5, category_id=c, score=float(b[4]),
+                     bbox=[float(b[0]), float(b[1]), float(b[2]) - float(b[0]), float(b[3]) - float(b[1])])
+                for c, arr in zip((10, 20, 30), results[0]) for b in arr]
+    assert dets == expected
+    proposals = [(rng.random((4, 5)) * 50).astype(np.float32)]
+    assert [d["category_id"] for d in results_to_coco_json(proposals, [9], [10, 20])] == [1] * 4

@@ -367,8 +367,12 @@ class Experiment:
         emb, cap = self.test_embeddings(), int(self._regions()["model"].roi_head.test_cfg["max_per_img"])
         group = np.array([c["frequency"] for c in sorted(gt["categories"], key=lambda c: c["id"])])
         counts = {}
+        is_rare = np.isin(cat_ids, rare)
         for key, prior in priors.items():
-            uncapped = results_to_coco_json(self._scored(emb, prior, max_per_img=-1), img_ids, cat_ids)
+            # without the cap each (image, category) is matched on its own, so the other classes can be dropped
+            uncapped = [[boxes if r else boxes[:0] for boxes, r in zip(per_img, is_rare)]
+                        for per_img in self._scored(emb, prior, max_per_img=-1)]
+            uncapped = results_to_coco_json(uncapped, img_ids, cat_ids)
             counts[key] = {"within_cap": true_positives(gt, runs[key], rare, max_dets=cap),
                            "without_cap": true_positives(gt, uncapped, rare, max_dets=None)}
             if prior is not None:   # how much the weights favour rare classes: mean weight, rare over frequent

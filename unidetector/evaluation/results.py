@@ -12,24 +12,30 @@ import pickle
 import numpy as np
 
 
-def xyxy_to_xywh(b) -> list:
-    return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-
 def results_to_coco_json(results, img_ids, cat_ids) -> list:
-    """mmdet results → COCO result dicts. Proposal results (one array per image) get category 1."""
+    """mmdet results → COCO result dicts. Proposal results (one array per image) get category 1.
+
+    Per image, the class arrays are stacked and converted at once (float64, as ``float()`` of each value):
+    an uncapped LVIS-sized result holds millions of detections."""
     if len(results) != len(img_ids):
         raise ValueError(f"{len(results)} results for {len(img_ids)} images")
     out = []
     for img_id, res in zip(img_ids, results):
-        per_class = [res] if isinstance(res, np.ndarray) else res
-        if not isinstance(res, np.ndarray) and len(per_class) != len(cat_ids):
-            raise ValueError(f"image {img_id}: {len(per_class)} class entries but {len(cat_ids)} categories")
-        for label, boxes in enumerate(per_class):
-            cat = 1 if isinstance(res, np.ndarray) else cat_ids[label]
-            for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 5):
-                out.append(dict(image_id=int(img_id), bbox=xyxy_to_xywh(b), score=float(b[4]),
-                                category_id=int(cat)))
+        if isinstance(res, np.ndarray):
+            per_class, cats = [res], [1]
+        else:
+            per_class, cats = res, cat_ids
+            if len(per_class) != len(cat_ids):
+                raise ValueError(f"image {img_id}: {len(per_class)} class entries but {len(cat_ids)} categories")
+        arrays = [np.asarray(boxes, dtype=np.float64).reshape(-1, 5) for boxes in per_class]
+        dets = np.concatenate(arrays) if arrays else np.zeros((0, 5))
+        if not len(dets):
+            continue
+        labels = np.repeat(np.asarray(cats, np.int64), [len(a) for a in arrays]).tolist()
+        xywh = np.concatenate([dets[:, :2], dets[:, 2:4] - dets[:, :2]], 1).tolist()
+        img = int(img_id)
+        out.extend(dict(image_id=img, bbox=b, score=s, category_id=c)
+                   for b, s, c in zip(xywh, dets[:, 4].tolist(), labels))
     return out
 
 

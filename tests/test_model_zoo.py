@@ -154,9 +154,13 @@ def clip_detector_weights(visual_sd, rng, partitioned: bool):
 
 
 def jittor_weights(model_cfg):
-    """Official-named weights of our model of ``model_cfg`` (random init), as torch tensors."""
+    """Official-named weights of our model of ``model_cfg`` (random init, seeded: the same whatever seed earlier
+    tests left), as torch tensors."""
+    import jittor as jt
+
     from unidetector.engine.runner import build_model
 
+    jt.set_global_seed(0)
     model = build_model(model_cfg)
     return OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v.numpy()))) for k, v in model.state_dict().items())
 

@@ -266,6 +266,15 @@ def test_clip_resnet_norm_eval_switch():
     assert not np.allclose(scratch.bn1.running_mean.numpy(), 0)
     head = CLIPResLayer(layers=[1, 1, 1, 1], width=8, norm_eval=False)
     assert not isinstance(head.layer4[0].bn3, EvalBatchNorm2d)
+    # frozen stages keep their running statistics with norm_eval=False too (mmdet's ResNet does the same)
+    partly = CLIPResNet(layers=[1, 1, 1, 1], width=8, frozen_stages=1, norm_eval=False)
+    assert [isinstance(m, EvalBatchNorm2d) for m in (partly.bn3, partly.layer1[0].bn1, partly.layer2[0].bn1)] == \
+        [True, True, False]
+    partly.train()
+    partly(x)[0].sync()
+    assert np.allclose(partly.layer1[0].bn1.running_mean.numpy(), 0)
+    assert not np.allclose(partly.layer2[0].bn1.running_mean.numpy(), 0)
+    assert partly.fixed_blocks() == 2  # the stem and layer1's block run as fixed functions
 
 
 @pytest.mark.parametrize("norm_eval", [True, False])
@@ -310,18 +319,19 @@ def test_channels_last_inference_equals_nchw(norm_eval):
 
 
 @pytest.mark.parametrize("frozen_stages, norm_eval, fixed", [(1, True, 2), (2, True, 4), (3, True, 5),
-                                                             (2, False, 0), (-1, True, 0)])
+                                                             (2, False, 4), (-1, False, 0), (-1, True, 0)])
 def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradients(frozen_stages, norm_eval, fixed):
     """In training, the frozen running-statistics blocks of the CLIP backbone (stem and layer1..k) run through the
     channels-last inference path without a backward graph and the others through the channels-last training
     layers (or NCHW with UNIDET_CHANNELS_LAST_TRAIN=0); the output, the gradients of the trainable parameters and the
     running statistics equal the ordinary NCHW training forward (UNIDET_CHANNELS_LAST=0). Batch-statistics BN is
-    never 'fixed'. The RoI head's layer4 likewise."""
+    never 'fixed' (frozen stages keep running statistics also with norm_eval=False). The RoI head's layer4 likewise."""
     from unidetector.models.backbones import CLIPResNet
     from unidetector.models.layers import channels_last
     from unidetector.models.roi_heads.shared_heads import CLIPResLayer
 
     rng = np.random.default_rng(1)
+    jt.set_global_seed(1)  # the weights' initialisation, whatever earlier tests left
     backbone = CLIPResNet(layers=[1, 2, 1, 1], width=16, frozen_stages=frozen_stages, norm_eval=norm_eval)
     for name, value in backbone.state_dict().items():
         if "running_var" in name:
@@ -354,8 +364,15 @@ def test_training_runs_fixed_blocks_channels_last_with_the_same_loss_and_gradien
         finally:
             channels_last.ENABLED, channels_last.TRAIN_ENABLED = True, True
     for key in ((True, False), (True, True)):
-        for got, want in zip(results[key], results[False, False]):
-            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=str(key))
+        for i, (got, want) in enumerate(zip(results[key], results[False, False])):
+            if fixed and not norm_eval and 2 <= i < 2 + len(trainable):
+                # gradients through batch-statistics BN after the fused fixed blocks: the blocks' float32 rounding
+                # (outputs equal to ~1e-5) moves normalised values across the ReLUs' 0, and each crossing changes a
+                # position's share of a weight gradient discretely (measured: up to 1.4 % relative norm over 9 seeds).
+                # Outputs and running statistics are compared elementwise below.
+                assert np.linalg.norm(got - want) <= 5e-2 * np.linalg.norm(want), f"{key} {i}"
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=f"{key} {i}")
 
 
 def test_frozen_layer4_takes_no_gradient_but_passes_it_to_its_input():

@@ -114,7 +114,8 @@ class CLIPResNet(nn.Module):
             -1 freezes nothing, 0 the stem only, k the stem and layer1..k.
         norm_eval: True (official, for CLIP / RegionCLIP weights): every BatchNorm uses its
             running statistics, also in training. False: ordinary BatchNorm (batch statistics
-            in training), for training from scratch, e.g. on the synthetic world.
+            in training) in the stages that are not frozen, for training from scratch, e.g. on the
+            synthetic world; frozen stages keep their running statistics (as mmdet's ResNet).
     """
 
     def __init__(self, layers, output_dim: int = 512, input_resolution: int = 224, width: int = 64,
@@ -133,16 +134,19 @@ class CLIPResNet(nn.Module):
         self.frozen_stages = frozen_stages
         self.out_channels = width * 16
 
+        # frozen stages keep their running statistics also with norm_eval=False (mmdet's _freeze_stages puts them
+        # in eval mode), so that their weights and statistics both stay fixed
+        stem_eval, stage_eval = norm_eval or frozen_stages >= 0, [norm_eval or i <= frozen_stages for i in (1, 2, 3)]
         self.conv1 = nn.Conv2d(3, width // 2, 3, stride=2, padding=1, bias=False)
-        self.bn1 = make_norm(width // 2, norm_eval)
+        self.bn1 = make_norm(width // 2, stem_eval)
         self.conv2 = nn.Conv2d(width // 2, width // 2, 3, padding=1, bias=False)
-        self.bn2 = make_norm(width // 2, norm_eval)
+        self.bn2 = make_norm(width // 2, stem_eval)
         self.conv3 = nn.Conv2d(width // 2, width, 3, padding=1, bias=False)
-        self.bn3 = make_norm(width, norm_eval)
+        self.bn3 = make_norm(width, stem_eval)
         self.avgpool = BlockAvgPool2d(2)
-        self.layer1 = make_clip_res_layer(width, width, layers[0], norm_eval=norm_eval)
-        self.layer2 = make_clip_res_layer(width * 4, width * 2, layers[1], stride=2, norm_eval=norm_eval)
-        self.layer3 = make_clip_res_layer(width * 8, width * 4, layers[2], stride=2, norm_eval=norm_eval)
+        self.layer1 = make_clip_res_layer(width, width, layers[0], norm_eval=stage_eval[0])
+        self.layer2 = make_clip_res_layer(width * 4, width * 2, layers[1], stride=2, norm_eval=stage_eval[1])
+        self.layer3 = make_clip_res_layer(width * 8, width * 4, layers[2], stride=2, norm_eval=stage_eval[2])
         self._freeze_stages()
 
     def _freeze_stages(self):

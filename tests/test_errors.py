@@ -281,3 +281,14 @@ def test_detect_exemplar_arguments_are_checked_first(tmp_path, capsys):
         assert_one_line_error(rc, err, "detect", words)
     rc, _, err = run_cli(capsys, "detect", img, "--checkpoint", ckpt)
     assert_one_line_error(rc, err, "detect", "--exemplar NAME=IMAGE")
+
+
+def test_a_module_constructors_own_check_names_the_config_file_and_key(tmp_path, capsys):
+    """A module's constructor refuses a value (here CLIPResLayer: frozen=True with batch statistics): one line with
+    the config file and the full key path, exit 2, nothing written; before any data is read."""
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "stage2_partitioned.py"
+    rc, _, err = run_cli(capsys, "train", cfg, "--cfg-options", "model.roi_head.shared_head.norm_eval=False",
+                         "--work-dir", tmp_path / "wd", "--no-progress")
+    assert_one_line_error(rc, err, "train", f"{cfg}: model.roi_head.shared_head: CLIPResLayer: frozen=True needs "
+                                             "norm_eval=True")
+    assert not (tmp_path / "wd").exists()

@@ -7,6 +7,8 @@ the config, and the registered alternatives.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import inspect
 
@@ -24,6 +26,20 @@ class ConfigError(UnidetError, ValueError):
     """A config names an unknown type or passes arguments a type does not take."""
 
 
+_CONFIG_FILE = contextvars.ContextVar("unidet_config_file", default=None)
+
+
+@contextlib.contextmanager
+def config_file(path):
+    """Name ``path`` in the errors of every :func:`build` inside the block (also the nested builds of a model's
+    parts, which do not know the file); ``None`` keeps the enclosing one."""
+    token = _CONFIG_FILE.set(path or _CONFIG_FILE.get())
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
 def build(cfg: dict, registry: Registry, *, key_path: str = "", filename: str | None = None, **default_args):
     """Build ``cfg['type']`` from ``registry`` with the remaining keys as kwargs.
 
@@ -32,10 +48,10 @@ def build(cfg: dict, registry: Registry, *, key_path: str = "", filename: str | 
         registry: where ``type`` is looked up.
         key_path: dotted position of ``cfg`` inside the whole config, for errors
             (e.g. ``"model.roi_head.bbox_head"``).
-        filename: the config file, for errors.
+        filename: the config file, for errors (default: the one of an enclosing :func:`config_file`).
         default_args: extra kwargs (config values win).
     """
-    where = f"{filename or '<config>'}: {key_path or '<root>'}"
+    where = f"{filename or _CONFIG_FILE.get() or '<config>'}: {key_path or '<root>'}"
     if not isinstance(cfg, dict) or "type" not in cfg:
         raise ConfigError(f"{where}: expected a dict with a 'type' key, got {cfg!r}")
     args = dict(cfg)

@@ -84,7 +84,7 @@ def build_loaded(model_cfg, state_dict, path, embed_dim=None):
     from ..models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
 
     with without_data_files(embed_dim):
-        model = build_model(model_cfg)
+        model = build_model(model_cfg, f"{path} (its config)")
     try:
         load_state_dict(model, state_dict, strict=True)
     except StateDictError as e:

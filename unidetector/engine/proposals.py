@@ -20,13 +20,13 @@ def generate_proposals(cfg, checkpoint, ann_file: str, img_dir: str, out: str, m
     from .runner import build_dataset, build_model, load_weights
 
     if model is None:
-        model = build_model(cfg.model)
+        model = build_model(cfg.model, getattr(cfg, "filename", None))
         load_weights(model, checkpoint, log=log, allow_partial=bool(cfg.get("allow_partial_load")),
                      what="checkpoint", model_cfg=cfg.model)
     test_cfg = dict(cfg.data.test)
     test_cfg.pop("samples_per_gpu", None)
     test_cfg.update(ann_file=ann_file, img_prefix=img_dir, test_mode=True, proposal_file=None)
-    dataset = build_dataset(test_cfg, "data.test", test_mode=True)
+    dataset = build_dataset(test_cfg, "data.test", test_mode=True, filename=getattr(cfg, "filename", None))
     results = inference(model, dataset, samples_per_gpu=1, workers_per_gpu=int(cfg.data.get("workers_per_gpu", 0)),
                         progress=progress)
     save_proposals(results, out)

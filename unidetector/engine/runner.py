@@ -94,32 +94,38 @@ def check_config(cfg, for_training=True) -> None:
         raise EngineConfigError(f"{src}: unsupported or missing settings:\n  - " + "\n  - ".join(problems))
 
 
-def build_model(model_cfg):
-    """``unidetector.models.builder.build_detector`` when present, else ``build(cfg, MODELS)``."""
+def build_model(model_cfg, filename: str | None = None):
+    """``unidetector.models.builder.build_detector`` when present, else ``build(cfg, MODELS)``; errors name
+    ``filename`` (the config file) and the key path."""
     import unidetector.models  # noqa: F401  (registers the modules)
+
+    from ..registry import MODELS, build, config_file
 
     try:
         from unidetector.models.builder import build_detector
     except ImportError:
         build_detector = None
-    if build_detector is not None:
-        return build_detector(model_cfg)
-    from ..registry import MODELS, build
+    with config_file(filename):
+        if build_detector is not None:
+            return build_detector(model_cfg)
+        return build(model_cfg, MODELS, key_path="model")
 
-    return build(model_cfg, MODELS, key_path="model")
 
-
-def build_dataset(data_cfg, key_path, test_mode=False):
+def build_dataset(data_cfg, key_path, test_mode=False, filename: str | None = None):
+    """A dataset of the config section ``data_cfg`` at ``key_path`` (a list: their concatenation); errors name
+    ``filename`` (the config file) and the key path."""
     import unidetector.data  # noqa: F401  (registers the datasets)
 
-    from ..registry import DATASETS, build
+    from ..registry import DATASETS, build, config_file
 
     if isinstance(data_cfg, (list, tuple)):
-        return build({"type": "ConcatDataset", "datasets": [dict(d) for d in data_cfg]}, DATASETS, key_path=key_path)
-    data_cfg = dict(data_cfg)
-    if test_mode:
-        data_cfg.setdefault("test_mode", True)
-    return build(data_cfg, DATASETS, key_path=key_path)
+        data_cfg = {"type": "ConcatDataset", "datasets": [dict(d) for d in data_cfg]}
+    else:
+        data_cfg = dict(data_cfg)
+        if test_mode:
+            data_cfg.setdefault("test_mode", True)
+    with config_file(filename):
+        return build(data_cfg, DATASETS, key_path=key_path)
 
 
 class TrainingSetError(UnidetError, ValueError):
@@ -218,10 +224,10 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     cfg.seed = seed
     seed_everything(seed)  # model init identical on every rank (Jittor also broadcasts on the first step)
 
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, getattr(cfg, "filename", None))
     jt.sync_all()  # Jittor draws the random init lazily: do it now, right after seeding
     log = print if rank == 0 else (lambda *_: None)
-    dataset = build_dataset(cfg.data.train, "data.train")
+    dataset = build_dataset(cfg.data.train, "data.train", filename=getattr(cfg, "filename", None))
     if len(dataset) == 0:
         raise TrainingSetError(f"{getattr(cfg, 'filename', '<config>')}: data.train has no usable image "
                                f"(annotation file(s): {', '.join(annotation_files(cfg.data.train)) or '?'})")
@@ -241,7 +247,8 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     if validate and ev and cfg.data.get("val"):
         eval_interval = int(ev.pop("interval", 1))
         ev.pop("start", None), ev.pop("by_epoch", None)
-        val_set = build_dataset(cfg.data.val, "data.val", test_mode=True)  # checked now, not after an epoch
+        # checked now, not after an epoch
+        val_set = build_dataset(cfg.data.val, "data.val", test_mode=True, filename=getattr(cfg, "filename", None))
         check_dataset(val_set, "data.val", progress=progress, log=log, model=model)
 
         def evaluate_fn(m, _ev=ev, val_set=val_set):
@@ -301,7 +308,7 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
         raise UsageError("--format-only needs --json-out FILE")
     if not (out or eval_metrics or format_only):
         raise UsageError("nothing to do: give at least one of --out, --eval, --format-only")
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, getattr(cfg, "filename", None))
     load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None),
                  allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint", model_cfg=cfg.model)
     test_cfg = cfg.data.test
@@ -309,7 +316,7 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
     if isinstance(test_cfg, dict) and "samples_per_gpu" in test_cfg:
         test_cfg = dict(test_cfg)
         spg = int(test_cfg.pop("samples_per_gpu"))
-    dataset = build_dataset(test_cfg, "data.test", test_mode=True)
+    dataset = build_dataset(test_cfg, "data.test", test_mode=True, filename=getattr(cfg, "filename", None))
     check_dataset(dataset, "data.test", progress=progress, log=print if rank == 0 else (lambda *_: None),
                   model=model)
     results = inference(model, dataset, samples_per_gpu=spg,

@@ -88,22 +88,22 @@ class OlnRPNHead(nn.Module):
         if num_classes != 1 or not loss_cls.get("use_sigmoid", False):
             raise ValueError("OlnRPNHead: num_classes must be 1 with a sigmoid loss_cls")
         self.in_channels, self.feat_channels, self.num_classes = in_channels, feat_channels, num_classes
-        self.anchor_generator = build(anchor_generator, TASK_UTILS, key_path="rpn_head.anchor_generator")
+        self.anchor_generator = build(anchor_generator, TASK_UTILS, key_path="model.rpn_head.anchor_generator")
         if self.anchor_generator.num_base_anchors[0] != 1:
             raise ValueError("OlnRPNHead: exactly one anchor per location (one scale, one ratio)")
-        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="rpn_head.bbox_coder")
-        self.loss_cls = build(loss_cls, MODELS, key_path="rpn_head.loss_cls")
-        self.loss_bbox = build(loss_bbox, MODELS, key_path="rpn_head.loss_bbox")
-        self.loss_objectness = build(loss_objectness, MODELS, key_path="rpn_head.loss_objectness")
+        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="model.rpn_head.bbox_coder")
+        self.loss_cls = build(loss_cls, MODELS, key_path="model.rpn_head.loss_cls")
+        self.loss_bbox = build(loss_bbox, MODELS, key_path="model.rpn_head.loss_bbox")
+        self.loss_objectness = build(loss_objectness, MODELS, key_path="model.rpn_head.loss_objectness")
         self.objectness_type = objectness_type
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         if train_cfg is not None:
-            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="train_cfg.rpn.assigner")
-            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="train_cfg.rpn.sampler")
+            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
+            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
             self.objectness_assigner = build(train_cfg["objectness_assigner"], TASK_UTILS,
-                                             key_path="train_cfg.rpn.objectness_assigner")
+                                             key_path="model.train_cfg.rpn.objectness_assigner")
             self.objectness_sampler = build(train_cfg["objectness_sampler"], TASK_UTILS,
-                                            key_path="train_cfg.rpn.objectness_sampler")
+                                            key_path="model.train_cfg.rpn.objectness_sampler")
 
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.rpn_cls = nn.Conv2d(feat_channels, 1, 1)

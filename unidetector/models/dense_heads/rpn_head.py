@@ -59,14 +59,14 @@ class RPNHead(nn.Module):
         if not loss_cls.get("use_sigmoid", False) or num_classes != 1 or reg_decoded_bbox:
             raise NotImplementedError("RPNHead: only the mmdet RPN setting (sigmoid objectness, num_classes=1, "
                                       "delta targets) is supported")
-        self.anchor_generator = build(anchor_generator, TASK_UTILS, key_path="rpn_head.anchor_generator")
-        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="rpn_head.bbox_coder")
-        self.loss_cls = build(loss_cls, MODELS, key_path="rpn_head.loss_cls")
-        self.loss_bbox = build(loss_bbox, MODELS, key_path="rpn_head.loss_bbox")
+        self.anchor_generator = build(anchor_generator, TASK_UTILS, key_path="model.rpn_head.anchor_generator")
+        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="model.rpn_head.bbox_coder")
+        self.loss_cls = build(loss_cls, MODELS, key_path="model.rpn_head.loss_cls")
+        self.loss_bbox = build(loss_bbox, MODELS, key_path="model.rpn_head.loss_bbox")
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         if train_cfg:
-            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="train_cfg.rpn.assigner")
-            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="train_cfg.rpn.sampler")
+            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
+            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
         num_anchors = self.anchor_generator.num_base_anchors[0]
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.rpn_cls = nn.Conv2d(feat_channels, num_anchors, 1)

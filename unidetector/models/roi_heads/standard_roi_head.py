@@ -58,15 +58,17 @@ class StandardRoIHead(nn.Module):
             raise NotImplementedError("StandardRoIHead: mask heads are not supported")
         if bbox_head is None or bbox_roi_extractor is None:
             raise ValueError("StandardRoIHead needs bbox_roi_extractor and bbox_head")
-        self.bbox_roi_extractor = build(bbox_roi_extractor, MODELS, key_path="roi_head.bbox_roi_extractor")
-        self.shared_head = None if shared_head is None else build(shared_head, MODELS, key_path="roi_head.shared_head")
-        self.bbox_head = build(bbox_head, MODELS, key_path="roi_head.bbox_head")
+        self.bbox_roi_extractor = build(bbox_roi_extractor, MODELS, key_path="model.roi_head.bbox_roi_extractor")
+        self.shared_head = None
+        if shared_head is not None:
+            self.shared_head = build(shared_head, MODELS, key_path="model.roi_head.shared_head")
+        self.bbox_head = build(bbox_head, MODELS, key_path="model.roi_head.bbox_head")
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         self.with_proposal_score = with_proposal_score
         self.bbox_assigner = self.bbox_sampler = None
         if train_cfg:
-            self.bbox_assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="train_cfg.rcnn.assigner")
-            self.bbox_sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="train_cfg.rcnn.sampler")
+            self.bbox_assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rcnn.assigner")
+            self.bbox_sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rcnn.sampler")
 
     @property
     def with_shared_head(self) -> bool:

@@ -232,8 +232,8 @@ class CLIPBBoxHeadBase(nn.Module):
         if self.with_reg:
             nn.init.gauss_(self.fc_reg.weight, 0.0, 0.001)
             nn.init.constant_(self.fc_reg.bias, 0.0)
-        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="bbox_head.bbox_coder")
-        self.loss_bbox = build(loss_bbox, MODELS, key_path="bbox_head.loss_bbox")
+        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="model.roi_head.bbox_head.bbox_coder")
+        self.loss_bbox = build(loss_bbox, MODELS, key_path="model.roi_head.bbox_head.loss_bbox")
 
     @staticmethod
     def cosine_logits(features: jt.Var, zs_weights: jt.Var) -> jt.Var:

@@ -53,11 +53,11 @@ class Shared2FCBBoxScoreHead(nn.Module):
             raise ValueError(f"bbox_score_type must be 'BoxIoU' or 'Centerness', got {bbox_score_type!r}")
         self.num_classes, self.reg_class_agnostic = num_classes, reg_class_agnostic
         self.bbox_score_type, self.alpha = bbox_score_type, alpha
-        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="roi_head.bbox_head.bbox_coder")
-        self.loss_cls = build(loss_cls, MODELS, key_path="roi_head.bbox_head.loss_cls")
-        self.loss_bbox = build(loss_bbox, MODELS, key_path="roi_head.bbox_head.loss_bbox")
+        self.bbox_coder = build(bbox_coder, TASK_UTILS, key_path="model.roi_head.bbox_head.bbox_coder")
+        self.loss_cls = build(loss_cls, MODELS, key_path="model.roi_head.bbox_head.loss_cls")
+        self.loss_bbox = build(loss_bbox, MODELS, key_path="model.roi_head.bbox_head.loss_bbox")
         self.loss_bbox_score = build(loss_bbox_score or dict(type="L1Loss", loss_weight=1.0), MODELS,
-                                     key_path="roi_head.bbox_head.loss_bbox_score")
+                                     key_path="model.roi_head.bbox_head.loss_bbox_score")
         if getattr(self.loss_cls, "use_sigmoid", False):
             raise NotImplementedError("Shared2FCBBoxScoreHead: loss_cls must be a softmax CrossEntropyLoss")
 

@@ -205,6 +205,20 @@ def test_full_pipeline_meta_and_normalise_pad(tmp_path):
     assert np.all(item["img"][:, 70:, :] == 0) and np.all(item["img"][:, :, 93:] == 0)
 
 
+def test_normalize_equals_the_broadcast_formula_bit_for_bit():
+    """Normalize's row-wise arithmetic gives exactly mmcv's ``(float32(img) - mean) / std`` (RGB swap first)."""
+    from unidetector.data.transforms import Normalize
+
+    rng = np.random.default_rng(0)
+    mean, std = [122.7709383, 116.7460125, 104.09373615], [68.5005327, 66.6321579, 70.32316305]
+    for img in (rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), rng.normal(100, 50, (9, 7, 3)).astype(np.float32)):
+        for to_rgb in (True, False):
+            got = Normalize(mean, std, to_rgb)(dict(img=img.copy()))["img"]
+            x = img.astype(np.float32)
+            want = ((x[..., ::-1] if to_rgb else x) - np.float32(mean)) / np.float32(std)
+            assert got.dtype == np.float32 and got.flags.c_contiguous and np.array_equal(got, want)
+
+
 def test_load_proposals_rules():
     p = np.array([[0, 0, 1, 1, 0.9], [0, 0, 2, 2, 0.8]], np.float32)
     r = LoadProposals(num_max_proposals=1)(dict(proposals=p, bbox_fields=[]))

@@ -162,13 +162,18 @@ def test_web_set_names_every_class(world):
 
 def test_deterministic(world, tmp_path):
     assert split_vocabulary(3) == split_vocabulary(3) and split_vocabulary(3)["novel"] != split_vocabulary(4)["novel"]
-    from unidetector.data.synthetic import generate_world
+    from unidetector.data.synthetic import generate_web_set, generate_world
 
-    # same seed, same world (json and pixels)
-    w2 = generate_world(str(tmp_path), seed=3, size="small")
-    assert w2["stats"] == _json(world / "world.json")["stats"]
-    assert (tmp_path / "val_lvis.json").read_text() == (world / "val_lvis.json").read_text()
-    assert (tmp_path / "images/val/200001.jpg").read_bytes() == (world / "images/val/200001.jpg").read_bytes()
+    # same seed, same world (json and pixels); the web set drawn later (as the experiment does when its world-CLIP
+    # is not cached) is the one drawn with the world
+    w2 = generate_world(str(tmp_path), seed=3, size="small", web=False)
+    assert not (tmp_path / "web.json").exists() and "web_boxes" not in w2["stats"] and "web" not in w2["files"]
+    assert w2["stats"]["web_images"] == _json(world / "world.json")["stats"]["web_images"]
+    w2 = generate_web_set(str(tmp_path))
+    assert w2 == _json(tmp_path / "world.json") and w2["stats"] == _json(world / "world.json")["stats"]
+    assert w2["files"] == _json(world / "world.json")["files"]
+    for name in ("val_lvis.json", "web.json", "rp_web.pkl", "images/val/200001.jpg", "images/web/305999.jpg"):
+        assert (tmp_path / name).read_bytes() == (world / name).read_bytes(), name
 
 
 def test_encoder_is_stable_and_compositional():

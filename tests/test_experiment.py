@@ -111,6 +111,12 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path, monkeypatch):
     again = Experiment(tmp_path, plan="warm", progress=False, log=lambda *_: None)
     again.run(only=["world_clip"])
     assert again.report["world_clip"]["cached"] is True and again.report["world_clip"]["cache_key"] == wc["cache_key"]
+    # ... and a new experiment of the same world does not draw the web scenes at all
+    fresh = Experiment(tmp_path / "second", plan="warm", progress=False, log=lambda *_: None)
+    fresh.run(only=["world", "world_clip"])
+    assert fresh.report["world_clip"]["cached"] is True and fresh.report["world_clip"]["cache_key"] == wc["cache_key"]
+    assert fresh.report["world_clip"]["web_boxes"] == wc["web_boxes"] > 0
+    assert (tmp_path / "data/synthetic/web.json").is_file() and not (fresh.world / "web.json").exists()
     assert report["mode"] == "warm" and report["world"]["train_a_images"] == 8
     assert set(report["timings"]) >= {"world", "world_clip", "stage1", "proposals", "stage2", "test_raw",
                                       "recognition", "calibrated", "control", "exemplars"}
@@ -142,6 +148,8 @@ def test_world_clip_cache_key():
                       lr_config=dict(step=[1, 2]), runner=dict(max_epochs=6)))
     key = cache_key(world, cfg, 6)
     assert key == cache_key(dict(world), Config(cfg.to_dict()), 6)
+    # known before the web scenes are drawn (a cached world-CLIP never needs them)
+    assert key == cache_key(dict(world, stats={"web_images": 4000}), cfg, 6)
     moved = Config(cfg.to_dict())
     moved.data.train.ann_file = "/elsewhere/data/synthetic/web.json"
     moved.data.test = dict(x=2)   # the test set does not change the pretraining

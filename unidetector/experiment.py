@@ -151,7 +151,8 @@ class Experiment:
     def step_world(self):
         from .data.synthetic import generate_world
 
-        world = generate_world(str(self.world), seed=self.seed, size=self.plan["size"])
+        # the web scenes are drawn by step_world_clip, and only when the world-CLIP is not cached
+        world = generate_world(str(self.world), seed=self.seed, size=self.plan["size"], web=False)
         self.report["world"] = {"size": self.plan["size"], **world["stats"],
                                 "classes": len(world["classes"]),
                                 "label_spaces": {k: len(world["vocabularies"][k]) for k in world["training_sets"]},
@@ -162,7 +163,9 @@ class Experiment:
         """Train the world-CLIP (or take it from the cache) and export its image tower to ``WORLD_CLIP``."""
         import shutil
 
+        from .data.synthetic import generate_web_set
         from .engine import world_clip
+        from .engine.checkpoint import load_checkpoint_file
         from .engine.runner import train_from_config
 
         stage = self.plan["world_clip"]
@@ -170,19 +173,23 @@ class Experiment:
         world = self.world_meta()
         key = world_clip.cache_key(world, cfg, stage["epochs"])
         cached, target = world_clip.cache_file(key), self.path(WORLD_CLIP)
-        info = {"cache_key": key, "web_images": world["stats"]["web_images"],
-                "web_boxes": world["stats"]["web_boxes"], "classes": len(world["classes"]),
+        info = {"cache_key": key, "web_images": world["stats"]["web_images"], "classes": len(world["classes"]),
                 "epochs": stage["epochs"], "cached": cached.is_file()}
         if cached.is_file():
             self.log(f"world-CLIP from the cache: {cached}")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cached, target)
+            info["web_boxes"] = load_checkpoint_file(target).get("meta", {}).get("web_boxes")
         else:
+            world = generate_web_set(str(self.world))
             trainer = train_from_config(cfg, work_dir=str(self.path(WORLD_CLIP_DIR)), seed=self.seed, validate=False,
                                         progress=self.progress)
             world_clip.export_image_tower(self.path(WORLD_CLIP_DIR / "latest.pkl"), target,
-                                          meta={"cache_key": key, "world_version": world.get("version")})
+                                          meta={"cache_key": key, "world_version": world.get("version"),
+                                                "web_images": world["stats"]["web_images"],
+                                                "web_boxes": world["stats"]["web_boxes"]})
             info["stored"] = str(world_clip.store(target, key))
+            info["web_boxes"] = world["stats"]["web_boxes"]
             info["final_region_text_accuracy"] = _last_metric(trainer, "acc_region_text")
         self.report["world_clip"] = info
 

@@ -270,8 +270,11 @@ def _dump(out_dir, name, data):
     return name
 
 
-def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: int = DEFAULT_DIM) -> dict:
-    """Write the synthetic world into ``out_dir``; returns the ``world.json`` content."""
+def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: int = DEFAULT_DIM,
+                   web: bool = True) -> dict:
+    """Write the synthetic world into ``out_dir``; returns the ``world.json`` content. ``web=False`` leaves the web
+    set (the world-CLIP's images) to :func:`generate_web_set`, for a world-CLIP that comes from the cache: its
+    scenes are independent of the rest of the world (their own random stream)."""
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     counts = SIZES[size]
@@ -311,11 +314,9 @@ def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: 
         files[f"emb_{key}"] = f"emb_{key}.npy"
         enc.save([c["name"] for c in classes], osp.join(out_dir, files[f"emb_{key}"]))
 
-    web, web_boxes = _web_set(seed, by_id, img_dir, counts["web"])
-    files["web"] = _dump(out_dir, "web.json", web)
-    save_proposals(web_boxes, osp.join(out_dir, "rp_web.pkl"))
-    files["web_boxes"] = "rp_web.pkl"
-    stats.update(web_images=len(web["images"]), web_boxes=len(web["annotations"]))
+    stats["web_images"] = counts["web"]  # every scene is written, with or without objects
+    if web:
+        stats.update(_write_web_set(out_dir, seed, by_id, counts["web"], files))
 
     novel_classes = [by_id[c] for c in split["novel"]]
     exemplars = _exemplars(np.random.default_rng([seed, 3]), novel_classes, img_dir)
@@ -349,6 +350,28 @@ def generate_world(out_dir: str, seed: int = 0, size: str = "small", embed_dim: 
         stats=stats, files=files, exemplars=exemplars,
     )
     return _dump_world(out_dir, world)
+
+
+def _write_web_set(out_dir, seed, by_id, n_images, files) -> dict:
+    """Draw the web set into ``out_dir`` (``web.json``, ``rp_web.pkl``), add its files to ``files``; its stats."""
+    web, web_boxes = _web_set(seed, by_id, osp.join(out_dir, "images"), n_images)
+    files["web"] = _dump(out_dir, "web.json", web)
+    save_proposals(web_boxes, osp.join(out_dir, "rp_web.pkl"))
+    files["web_boxes"] = "rp_web.pkl"
+    return dict(web_images=len(web["images"]), web_boxes=len(web["annotations"]))
+
+
+def generate_web_set(out_dir: str) -> dict:
+    """Draw the web set of the world in ``out_dir`` if :func:`generate_world` left it out (``web=False``) and record
+    it in ``world.json``; returns the updated ``world.json`` content."""
+    with open(osp.join(out_dir, "world.json")) as f:
+        world = json.load(f)
+    if "web" not in world["files"]:
+        by_id = {c["id"]: c for c in class_table()}
+        world["stats"].update(_write_web_set(out_dir, world["seed"], by_id, world["stats"]["web_images"],
+                                             world["files"]))
+        _dump_world(out_dir, world)
+    return world
 
 
 def _dump_world(out_dir, world) -> dict:

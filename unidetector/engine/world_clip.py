@@ -8,7 +8,8 @@ keys of a RegionCLIP checkpoint — so it takes the path a real user's RegionCLI
 The cache (``<cache>/world_clip/<key>.pkl``, ``<cache>`` = ``$UNIDET_CACHE_DIR`` or ``~/.cache/unidetector``)
 is keyed by everything the weights depend on: the world version and seed, the web set's size and the
 embedding dimension, the pretraining config (model, data pipeline, optimiser, schedule) and the software's
-version, so a second experiment with the same world pays nothing for it.
+version, so a second experiment with the same world pays nothing for it (``unidet experiment`` draws the web
+scenes only when the tower is trained).
 """
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ def cache_key(world: dict, cfg, epochs: int) -> str:
 
     recipe = {k: cfg.get(k) for k in ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner")}
     recipe["data"] = {k: v for k, v in (recipe["data"] or {}).items() if k in ("train", "samples_per_gpu")}
+    # the web set is a function of (version, seed, number of scenes): known before its scenes are drawn
     key = dict(version=world.get("version"), seed=world["seed"], web=world["stats"].get("web_images"),
-               web_boxes=world["stats"].get("web_boxes"), embed_dim=world.get("embed_dim"), epochs=int(epochs),
-               recipe=_plain(recipe), software=__version__)
+               embed_dim=world.get("embed_dim"), epochs=int(epochs), recipe=_plain(recipe), software=__version__)
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

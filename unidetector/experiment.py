@@ -53,7 +53,7 @@ ATTRIBUTES = ("colour", "pattern", "shape")  # what a synthetic class name compo
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
 
 # Per stage: epochs and extra config overrides (``{"a.b": value}``, as ``--cfg-options``); estimate_min: the
-# plan's minutes with the world-CLIP cached (measured 3.2 quick, 11.4 full, 2026-12-01).
+# plan's minutes with the world-CLIP cached (measured 2.7 quick, 10.4 full, 2026-12-01 17:28 and 17:31).
 # The experiment's stage 1 is lighter than configs/synthetic/stage1_cln.py (one bottleneck per stage instead
 # of ResNet-50's 3-4-6-3 and an FPN of 32 instead of 64 channels: 0.19 s/iteration on 2 cores) and learns
 # faster (lr 0.04 instead of 0.02, gradients clipped at 5 instead of 35: lr 0.04 once diverged in the RoI
@@ -75,7 +75,7 @@ WORLD_CLIP_EPOCH_MIN = 1.2  # minutes per world-CLIP epoch on 2 cores (seed-0 qu
 PLANS = {
     "quick": dict(size="small", estimate_min=3, world_clip=WORLD_CLIP_RECIPE,
                   stage1=dict(epochs=2, options=LIGHT_STAGE1), stage2=dict(epochs=2, options={})),
-    "full": dict(size="full", estimate_min=11, world_clip=WORLD_CLIP_RECIPE,
+    "full": dict(size="full", estimate_min=10, world_clip=WORLD_CLIP_RECIPE,
                  stage1=dict(epochs=6, options=LIGHT_STAGE1), stage2=dict(epochs=5, options={})),
     # every step of the quick run on a world of a few images: compiles the quick run's kernels
     # (``unidet doctor --warm``, run by the install script)

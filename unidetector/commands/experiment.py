@@ -23,8 +23,8 @@ def add_arguments(parser):
     parser.add_argument("--work-dir", default=None, help="everything goes here (default: work_dirs/experiment, "
                         "with --ablations work_dirs/ablations)")
     plan = parser.add_mutually_exclusive_group()
-    plan.add_argument("--quick", action="store_true", help="short schedules (~10.4 min on 2 cores with a warm compile "
-                      "cache, world-CLIP pretraining included; ~3.2 min once it is cached); the same as --plan quick")
+    plan.add_argument("--quick", action="store_true", help="short schedules (~10-11 min on 2 cores with a warm compile "
+                      "cache, world-CLIP pretraining included; ~2.7 min once it is cached); the same as --plan quick")
     plan.add_argument("--plan", choices=sorted(PLANS), default=None, help="full (default), quick, or warm (every step "
                       "on a world of a few images: compiles the quick run's kernels)")
     parser.add_argument("--seed", type=int, default=None, help="the world's seed (default 0)")

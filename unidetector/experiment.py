@@ -145,7 +145,9 @@ class Experiment:
         return cfg
 
     def world_meta(self) -> dict:
-        return json.loads((self.world / "world.json").read_text())
+        from .data.synthetic import load_world
+
+        return load_world(self.world)
 
     # -- steps ------------------------------------------------------------------------------------
     def step_world(self):

@@ -183,11 +183,12 @@ def detections_grid(world_dir: Path, results_file: Path, out: Path, num: int = 6
 
     import cv2
 
+    from .data.synthetic import load_world
     from .data.transforms import read_image
     from .visualize import detections_figure
 
     world_dir = Path(world_dir)
-    world = json.loads((world_dir / "world.json").read_text())
+    world = load_world(world_dir)
     gt = json.loads((world_dir / "val_lvis.json").read_text())
     novel = novel_class_ids(world)
     cats = sorted(gt["categories"], key=lambda c: c["id"])

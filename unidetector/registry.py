@@ -26,13 +26,13 @@ class ConfigError(UnidetError, ValueError):
     """A config names an unknown type or passes arguments a type does not take."""
 
 
+#: the config file of the outermost build with a ``filename``: the nested builds of a model's parts (heads, losses,
+#: coders) name it in their errors too
 _CONFIG_FILE = contextvars.ContextVar("unidet_config_file", default=None)
 
 
 @contextlib.contextmanager
-def config_file(path):
-    """Name ``path`` in the errors of every :func:`build` inside the block (also the nested builds of a model's
-    parts, which do not know the file); ``None`` keeps the enclosing one."""
+def _config_file(path):
     token = _CONFIG_FILE.set(path or _CONFIG_FILE.get())
     try:
         yield
@@ -48,7 +48,7 @@ def build(cfg: dict, registry: Registry, *, key_path: str = "", filename: str | 
         registry: where ``type`` is looked up.
         key_path: dotted position of ``cfg`` inside the whole config, for errors
             (e.g. ``"model.roi_head.bbox_head"``).
-        filename: the config file, for errors (default: the one of an enclosing :func:`config_file`).
+        filename: the config file, for errors (default: the enclosing build's); nested builds inherit it.
         default_args: extra kwargs (config values win).
     """
     where = f"{filename or _CONFIG_FILE.get() or '<config>'}: {key_path or '<root>'}"
@@ -73,7 +73,8 @@ def build(cfg: dict, registry: Registry, *, key_path: str = "", filename: str | 
             raise ConfigError(f"{where}: {cls.__name__} does not take {', '.join(map(repr, unexpected))}. "
                               f"It accepts: {', '.join(accepted)}")
     try:
-        return cls(**args)
+        with _config_file(filename):
+            return cls(**args)
     except ValueError as err:  # a constructor's own check: say where in the config it failed
         if isinstance(err, UnidetError):
             raise

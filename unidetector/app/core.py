@@ -108,9 +108,11 @@ class World:
 def find_world(work_dir, n_examples: int = 8):
     """The :class:`World` of ``WORK_DIR/data/synthetic`` (``world.json``; examples: the first
     ``n_examples`` images of the test set ``val_lvis.json`` that exist), or None without one."""
+    from ..data.synthetic import load_world
+
     root = Path(work_dir) / WORLD_IN_WORK_DIR
     try:
-        meta = json.loads((root / "world.json").read_text())
+        meta = load_world(root)
         names = [c["name"] for c in sorted(meta["classes"], key=lambda c: c["id"])]
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -364,14 +364,19 @@ def _write_web_set(out_dir, seed, by_id, n_images, files) -> dict:
 def generate_web_set(out_dir: str) -> dict:
     """Draw the web set of the world in ``out_dir`` if :func:`generate_world` left it out (``web=False``) and record
     it in ``world.json``; returns the updated ``world.json`` content."""
-    with open(osp.join(out_dir, "world.json")) as f:
-        world = json.load(f)
+    world = load_world(out_dir)
     if "web" not in world["files"]:
         by_id = {c["id"]: c for c in class_table()}
         world["stats"].update(_write_web_set(out_dir, world["seed"], by_id, world["stats"]["web_images"],
                                              world["files"]))
         _dump_world(out_dir, world)
     return world
+
+
+def load_world(out_dir) -> dict:
+    """The ``world.json`` content of the world in ``out_dir``."""
+    with open(osp.join(out_dir, "world.json")) as f:
+        return json.load(f)
 
 
 def _dump_world(out_dir, world) -> dict:

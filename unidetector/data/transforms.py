@@ -259,8 +259,9 @@ class Normalize:
     def __call__(self, results):
         img = results["img"].astype(np.float32)  # a contiguous copy
         if self.to_rgb:  # a copy with the channels swapped (cv2: ~10x faster than numpy's strided copy)
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 and img.shape[2] == 3 else img[..., ::-1]
-        if img.ndim == 3 and img.shape[2] == len(self.mean) and img.flags.c_contiguous:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 and img.shape[2] == 3 else \
+                np.ascontiguousarray(img[..., ::-1])
+        if img.ndim == 3 and img.shape[2] == len(self.mean):
             # row by row against the tiled mean / std: the same float32 operations as (img - mean) / std, ~10x
             # faster than numpy's broadcasting over a last axis of 3
             rows = img.reshape(img.shape[0], -1)

@@ -95,20 +95,11 @@ def check_config(cfg, for_training=True) -> None:
 
 
 def build_model(model_cfg, filename: str | None = None):
-    """``unidetector.models.builder.build_detector`` when present, else ``build(cfg, MODELS)``; errors name
-    ``filename`` (the config file) and the key path."""
-    import unidetector.models  # noqa: F401  (registers the modules)
+    """The model of the config section ``model_cfg`` (``build_detector``); errors name ``filename`` (the config
+    file) and the key path."""
+    from ..models.builder import build_detector
 
-    from ..registry import MODELS, build, config_file
-
-    try:
-        from unidetector.models.builder import build_detector
-    except ImportError:
-        build_detector = None
-    with config_file(filename):
-        if build_detector is not None:
-            return build_detector(model_cfg)
-        return build(model_cfg, MODELS, key_path="model")
+    return build_detector(model_cfg, filename=filename)
 
 
 def build_dataset(data_cfg, key_path, test_mode=False, filename: str | None = None):
@@ -116,7 +107,7 @@ def build_dataset(data_cfg, key_path, test_mode=False, filename: str | None = No
     ``filename`` (the config file) and the key path."""
     import unidetector.data  # noqa: F401  (registers the datasets)
 
-    from ..registry import DATASETS, build, config_file
+    from ..registry import DATASETS, build
 
     if isinstance(data_cfg, (list, tuple)):
         data_cfg = {"type": "ConcatDataset", "datasets": [dict(d) for d in data_cfg]}
@@ -124,8 +115,7 @@ def build_dataset(data_cfg, key_path, test_mode=False, filename: str | None = No
         data_cfg = dict(data_cfg)
         if test_mode:
             data_cfg.setdefault("test_mode", True)
-    with config_file(filename):
-        return build(data_cfg, DATASETS, key_path=key_path)
+    return build(data_cfg, DATASETS, key_path=key_path, filename=filename)
 
 
 class TrainingSetError(UnidetError, ValueError):

@@ -143,6 +143,22 @@ def test_true_positives_before_and_after_the_cap():
     assert true_positives(gt, dets, [2], max_dets=300) == 1
     # one of each class at IoU >= 0.9: the detection of the second rare object has IoU 0.86
     assert true_positives(gt, dets, [1, 2], iou=0.9, max_dets=None) == 2
+    # without the cap the other classes' detections do not matter (the experiment converts only the rare ones);
+    # with it they do
+    rare_only = [d for d in dets if d["category_id"] == 1]
+    assert true_positives(gt, rare_only, [1], max_dets=None) == true_positives(gt, dets, [1], max_dets=None) == 2
+    assert true_positives(gt, rare_only, [1], max_dets=300) == 2 != true_positives(gt, dets, [1], max_dets=300)
+
+
+def test_uncapped_true_positives_do_not_depend_on_other_categories():
+    """The property the experiment's uncapped rare-class count relies on, on random LVIS-style cases."""
+    for seed in range(3):
+        gt, dets = lvis_case(seed, per_image=(20, 330))
+        for group in ("r", "c"):
+            ids = [c["id"] for c in gt["categories"] if c["frequency"] == group]
+            kept = [d for d in dets if d["category_id"] in ids]
+            count = true_positives(gt, dets, ids, max_dets=None)
+            assert ids and count > 0 and true_positives(gt, kept, ids, max_dets=None) == count
 
 
 def big_case(n_images=60, n_cats=300, per_image=300, n_runs=3, seed=0):

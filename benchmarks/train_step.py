@@ -25,7 +25,12 @@ kernel on the same RoIs and maps is reported (``roi_align_seconds``), with
 ``ratio_with_our_roi_align_time_in_torch``, the ratio after swapping the reference's RoIAlign time
 for ours, so that the RoIAlign implementation does not decide the comparison.
 
-  python benchmarks/train_step.py [--stages stage1 stage2] [--repeat 3] [--full]
+``--amp`` adds mixed precision, all four run alternately: ours with bfloat16 training convolutions (what
+``unidet train --amp`` does on a CPU with AMX or AVX-512-BF16) and PyTorch under
+``torch.autocast("cpu", dtype=torch.bfloat16)``: ``ratio_amp`` (ours / PyTorch, both mixed),
+``ratio_amp_to_torch_float32`` and each side's speed-up over its float32 step.
+
+  python benchmarks/train_step.py [--stages stage1 stage2] [--repeat 3] [--full] [--amp]
 """
 from __future__ import annotations
 
@@ -45,6 +50,7 @@ from unidetector.config import load_config
 from unidetector.engine.optim import build_optimizer, clip_grad_norm
 from unidetector.models.builder import build_detector
 from unidetector.models.detectors import parse_losses
+from unidetector.models.layers import channels_last
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -296,12 +302,29 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
         t_opt.step()
         return time.perf_counter() - t0
 
-    first = dict(ours=ours_step(), torch=torch_step())  # warm-up (ours compiles its kernels)
-    times = dict(ours=[], torch=[])
+    steps = dict(ours=ours_step, torch=torch_step)
+    if args.amp:  # mixed precision: our bfloat16 training convolutions, PyTorch's bfloat16 autocast
+        def ours_amp():
+            with channels_last.training_dtype("bfloat16"):
+                return ours_step()
+
+        def torch_amp():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch_step()
+
+        steps.update(ours_amp=ours_amp, torch_amp=torch_amp)
+    first = {k: fn() for k, fn in steps.items()}  # warm-up (ours compiles its kernels)
+    times = {k: [] for k in steps}
     for _ in range(args.repeat):
-        times["ours"].append(ours_step())
-        times["torch"].append(torch_step())
+        for k, fn in steps.items():
+            times[k].append(fn())
     med = {k: float(np.median(v)) for k, v in times.items()}
+    amp = {}
+    if args.amp:
+        amp = dict(ratio_amp=round(med["ours_amp"] / med["torch_amp"], 3),
+                   ratio_amp_to_torch_float32=round(med["ours_amp"] / med["torch"], 3),
+                   amp_speedup_ours=round(med["ours"] / med["ours_amp"], 3),
+                   amp_speedup_torch=round(med["torch"] / med["torch_amp"], 3))
     t_align = roi_align_seconds(stage, ref, t_img, targets, args.repeat)
     torch_fast_align = med["torch"] - t_align["torch"] + t_align["ours"]
     return dict(config=os.path.relpath(STAGE1_SYNTH if stage == "stage1" else STAGE2_SYNTH, ROOT)
@@ -310,7 +333,7 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
                 first_seconds=dict((k, round(v, 3)) for k, v in first.items()),
                 ratio=round(med["ours"] / med["torch"], 3), loss_diff=float(f"{loss_diff:.3g}"),
                 roi_align_seconds=dict((k, round(v, 4)) for k, v in t_align.items()),
-                ratio_with_our_roi_align_time_in_torch=round(med["ours"] / torch_fast_align, 3),
+                ratio_with_our_roi_align_time_in_torch=round(med["ours"] / torch_fast_align, 3), **amp,
                 losses=dict((k, round(v, 5)) for k, v in ours_v.items()))
 
 
@@ -358,6 +381,9 @@ def main():
     ap.add_argument("--stages", nargs="+", default=["stage1", "stage2"], choices=["stage1", "stage2"])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--full", action="store_true", help="full widths (RN50 / ResNet-50 + FPN 256) at full size")
+    ap.add_argument("--amp", action="store_true",
+                    help="also time mixed precision: ours with bfloat16 training convolutions (--amp on the CPU), "
+                         "PyTorch under bfloat16 autocast (processors with AMX / AVX-512-BF16)")
     args = ap.parse_args()
     import torch
 

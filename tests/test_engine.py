@@ -369,6 +369,33 @@ def test_amp_static_power_of_two_scale_is_exact(tmp_path):
         np.testing.assert_allclose(wa[k], wb[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
+def test_amp_on_cpu_gives_training_convolutions_bfloat16_where_the_processor_has_it(tmp_path, monkeypatch):
+    """--amp on the CPU: each forward/backward runs with channels_last.train_dtype() bfloat16 on processors with
+    AMX / AVX-512-BF16 (float32 elsewhere), and the process-wide setting is back to float32 after the step."""
+    import warnings
+
+    from unidetector.models.layers import channels_last
+    from unidetector.ops import onednn
+
+    seen = []
+    execute = TinyDet.execute
+
+    def spy(self, *args, **kwargs):
+        seen.append(channels_last.train_dtype())
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(TinyDet, "execute", spy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # processors without bfloat16 warn
+        make_trainer(tmp_path / "amp", max_epochs=1, amp=True).train()
+    want = "bfloat16" if onednn.available() and onednn.bf16_supported() else "float32"
+    assert len(seen) == 4 and set(seen) == {want}
+    assert channels_last.TRAIN_DTYPE == "float32"
+    seen.clear()
+    make_trainer(tmp_path / "fp32", max_epochs=1).train()
+    assert seen and set(seen) == {"float32"}
+
+
 def test_nan_loss_stops_with_clear_error(tmp_path):
     import pytest
 

@@ -137,7 +137,7 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path, monkeypatch):
 
 def test_world_clip_cache_key():
     """The key changes with what the world-CLIP's weights depend on (world version, seed, web set, recipe,
-    epochs) and not with where the files are."""
+    epochs, bfloat16 training convolutions) and not with where the files are."""
     from mmengine import Config
 
     from unidetector.engine.world_clip import cache_key
@@ -159,4 +159,37 @@ def test_world_clip_cache_key():
     lr = Config(cfg.to_dict())
     lr.optimizer.lr = 0.003
     changed.append(cache_key(world, lr, 6))
+    from unidetector.models.layers import channels_last
+    from unidetector.ops import onednn
+
+    with channels_last.training_dtype("bfloat16"):  # mixed-precision training convolutions, where they exist
+        if onednn.bf16_supported():
+            changed.append(cache_key(world, cfg, 6))
+        else:
+            assert cache_key(world, cfg, 6) == key  # float32 all the same
     assert len(set(changed + [key])) == len(changed) + 1
+
+def test_experiment_amp_runs_every_step_with_bfloat16_training_convolutions(tmp_path):
+    """``unidet experiment --amp``: each step runs with channels_last.train_dtype() bfloat16 where the processor has
+    it (float32 elsewhere), recorded in the report's settings; without it float32, and the process-wide setting is
+    float32 again afterwards."""
+    from unidetector.experiment import Experiment
+    from unidetector.models.layers import channels_last
+    from unidetector.ops import onednn
+
+    seen = []
+
+    class Probe(Experiment):
+        def step_probe(self):
+            seen.append(channels_last.train_dtype())
+
+    reports = {}
+    for amp in (True, False):
+        job = Probe(tmp_path / str(amp), amp=amp, log=lambda *_: None)
+        job.work_dir.mkdir(parents=True)
+        job.run_steps(["probe"], None, job.work_dir / "report.json", 0.0)
+        reports[amp] = json.loads((job.work_dir / "report.json").read_text())
+    want = "bfloat16" if onednn.bf16_supported() else "float32"
+    assert seen == [want, "float32"]
+    assert reports[True]["settings"]["train_dtype"] == want and reports[False]["settings"]["train_dtype"] == "float32"
+    assert channels_last.TRAIN_DTYPE == "float32"

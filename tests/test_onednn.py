@@ -68,9 +68,14 @@ def test_fused_conv_equals_jittor_layers(case, dtype):
 
 
 @pytest.mark.parametrize("case", CONVS, ids=[f"k{c[5]}s{c[6]}d{c[8]}" for c in CONVS])
-def test_training_conv_and_its_gradients_equal_jittor_conv(case):
+@pytest.mark.parametrize("compute", ["float32", "bfloat16"])
+def test_training_conv_and_its_gradients_equal_jittor_conv(case, compute):
     """conv2d_nhwc (oneDNN forward, backward-data and backward-weights on channels-last tensors) against
-    nn.Conv2d's output and gradients on NCHW tensors, float32 to rounding."""
+    nn.Conv2d's output and gradients on NCHW tensors: float32 to rounding; with bfloat16 operands (mixed precision,
+    ``--amp`` on the CPU) to their 8-bit mantissa. The cases' maps have 49-340 output positions, so the weight
+    gradient takes both of its paths (bfloat16 from BF16_WEIGHT_GRAD_MIN_AREA = 256 positions, float32 below)."""
+    if compute == "bfloat16" and not onednn.bf16_supported():
+        pytest.skip("this processor has no AMX / AVX-512-BF16: bfloat16 training falls back to float32")
     n, c, h, w, o, k, stride, padding, dilation, _ = case
     rng = np.random.default_rng(3)
     conv, _ = _conv_bn(rng, c, o, k, stride, padding, dilation, False)
@@ -79,14 +84,19 @@ def test_training_conv_and_its_gradients_equal_jittor_conv(case):
     dy = rng.normal(size=want.shape).astype(np.float32)
     want_dx, want_dw = jt.grad((want * jt.array(dy)).sum(), [x, conv.weight])
     x_last = _nhwc(x)
-    got = onednn.conv2d_nhwc(x_last, conv.weight, conv.stride, conv.padding, conv.dilation)
+    got = onednn.conv2d_nhwc(x_last, conv.weight, conv.stride, conv.padding, conv.dilation, compute=compute)
     got_dx, got_dw = jt.grad((got * jt.array(dy.transpose(0, 2, 3, 1))).sum(), [x_last, conv.weight])
+    tol = (1e-4, 1e-5) if compute == "float32" else (3e-2, 3e-2)
     for name, g, r in (("y", got.numpy().transpose(0, 3, 1, 2), want), ("dx", got_dx.numpy().transpose(0, 3, 1, 2),
                                                                           want_dx), ("dw", got_dw.numpy(), want_dw)):
         r = r.numpy()
-        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5 * np.abs(r).max(), err_msg=name)
+        np.testing.assert_allclose(g, r, rtol=tol[0], atol=tol[1] * np.abs(r).max(), err_msg=f"{name} ({compute})")
+        if compute == "bfloat16" and (name != "dw" or want.shape[2] * want.shape[3] >= onednn.BF16_WEIGHT_GRAD_MIN_AREA):
+            assert np.abs(g - r).max() > 1e-6 * np.abs(r).max(), f"{name}: bfloat16 asked for, float32 computed"
     with pytest.raises(ValueError, match="does not fit"):
         onednn.conv2d_nhwc(x, conv.weight)  # NCHW input
+    with pytest.raises(ValueError, match="compute must be one of"):
+        onednn.conv2d_nhwc(x_last, conv.weight, compute="float16")
 
 
 def test_channels_last_training_layers_equal_nchw_training():

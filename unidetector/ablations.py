@@ -156,8 +156,8 @@ class Ablations(Experiment):
     experiment's); ``n_boot`` overrides the plan's bootstrap resamples."""
 
     def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
-                 plan: str | None = None, n_boot: int | None = None):
-        super().__init__(work_dir, quick=quick, seed=seed, progress=progress, log=log, plan=plan)
+                 plan: str | None = None, n_boot: int | None = None, amp: bool = False):
+        super().__init__(work_dir, quick=quick, seed=seed, progress=progress, log=log, plan=plan, amp=amp)
         self.ablation_plan = dict(ABLATION_PLANS[self.mode])
         if n_boot is not None:
             self.ablation_plan["n_boot"] = int(n_boot)

@@ -111,8 +111,9 @@ class Experiment:
     """Run the steps in order, timing each; ``report`` accumulates what ``report.json`` holds."""
 
     def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
-                 plan: str | None = None):
+                 plan: str | None = None, amp: bool = False):
         self.work_dir = Path(work_dir).resolve()
+        self.amp = bool(amp)  # bfloat16 training convolutions (unidet train --amp on the CPU)
         self.mode = plan or ("quick" if quick else "full")
         if self.mode not in PLANS:
             raise ValueError(f"unknown experiment plan {self.mode!r}; expected one of {sorted(PLANS)}")
@@ -444,8 +445,9 @@ class Experiment:
     def step_report(self):
         from .experiment_report import write_report
 
-        self.report["settings"] = {"plan": self.plan, "python": platform.python_version(),
-                                   "machine": platform.machine(), "threads": os.environ.get("OMP_NUM_THREADS")}
+        self.report["settings"] = {**self.report.get("settings", {}), "plan": self.plan,
+                                   "python": platform.python_version(), "machine": platform.machine(),
+                                   "threads": os.environ.get("OMP_NUM_THREADS")}
         try:
             import jittor as jt
 
@@ -457,15 +459,20 @@ class Experiment:
     # -- driver -----------------------------------------------------------------------------------
     def run_steps(self, steps, only, out, t_all: float) -> None:
         """Run ``steps`` (all, or those in ``only``) in order, timing each and writing the report to ``out``
-        after every step (``unidet experiment`` and ``--ablations`` share this driver)."""
-        for i, name in enumerate(steps, 1):
-            if only and name not in only:
-                continue
-            self.log(f"\n[{i}/{len(steps)}] {name}  (elapsed {time.time() - t_all:.0f} s)")
-            t = time.time()
-            getattr(self, f"step_{name}")()
-            self.report["timings"][name] = round(time.time() - t, 1)
-            Path(out).write_text(json.dumps(self.report, indent=2))
+        after every step (``unidet experiment`` and ``--ablations`` share this driver). With ``amp`` the training
+        convolutions compute in bfloat16 where the processor has it (``settings.train_dtype`` says what ran)."""
+        from .models.layers import channels_last
+
+        with channels_last.training_dtype("bfloat16" if self.amp else channels_last.TRAIN_DTYPE):
+            self.report.setdefault("settings", {})["train_dtype"] = channels_last.train_dtype()
+            for i, name in enumerate(steps, 1):
+                if only and name not in only:
+                    continue
+                self.log(f"\n[{i}/{len(steps)}] {name}  (elapsed {time.time() - t_all:.0f} s)")
+                t = time.time()
+                getattr(self, f"step_{name}")()
+                self.report["timings"][name] = round(time.time() - t, 1)
+                Path(out).write_text(json.dumps(self.report, indent=2))
 
     def estimate(self, minutes: float) -> str:
         """The printed time estimate of a plan taking ``minutes`` with the world-CLIP cached."""

@@ -1,6 +1,6 @@
 """The whole UniDetector pipeline on the built-in synthetic open world, end to end, on a CPU.
 
-  unidet experiment [--work-dir D] [--quick | --plan quick|full|warm] [--seed S] [--only STEP ...]
+  unidet experiment [--work-dir D] [--quick | --plan quick|full|warm] [--seed S] [--only STEP ...] [--amp]
   unidet experiment --ablations [--quick | --plan ...] [--only STEP ...]     (work dir: work_dirs/ablations)
   unidet experiment --ablations --quick --seeds 0 1 2      (one plan per seed in D/seed_<S>, then D/spread.md)
 
@@ -37,6 +37,9 @@ def add_arguments(parser):
                         "(class-agnostic proposals, partitioned multi-dataset training, calibration) against "
                         "alternatives with the same budget and seed, with bootstrap intervals (quick: ~5 min, "
                         "full: 25-32 min with the world-CLIP cached; a world-CLIP not cached yet adds ~7.5 min)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision as unidet train --amp: the training "
+                        "convolutions compute in bfloat16 on processors with AMX / AVX-512-BF16 (float32 elsewhere); "
+                        "its world-CLIP is cached apart from the float32 one")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -59,7 +62,8 @@ def run(args) -> int:
     work_dir = args.work_dir or ("work_dirs/ablations" if args.ablations else "work_dirs/experiment")
     if args.seeds is not None:
         return _seed_spread(runner, work_dir, args)
-    job = runner(work_dir, quick=args.quick, plan=args.plan, seed=args.seed or 0, progress=not args.no_progress)
+    job = runner(work_dir, quick=args.quick, plan=args.plan, seed=args.seed or 0, progress=not args.no_progress,
+                 amp=args.amp)
     job.run(only=args.only)
     return 0
 
@@ -73,7 +77,7 @@ def _seed_spread(runner, work_dir, args) -> int:
     reports = {}
     for seed in seeds:
         job = runner(Path(work_dir) / f"seed_{seed}", quick=args.quick, plan=args.plan, seed=seed,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, amp=args.amp)
         reports[seed] = job.run(only=args.only)
     write_seed_spread(reports, work_dir)
     print(f"spread over seeds {', '.join(map(str, seeds))}: {Path(work_dir) / 'spread.md'}")

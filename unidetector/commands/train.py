@@ -24,7 +24,8 @@ def add_arguments(parser):
                         help="override config entries, e.g. runner.max_epochs=1 data.samples_per_gpu=4")
     parser.add_argument("--accumulate-steps", type=int, default=1,
                         help="batches per optimizer step (gradient accumulation)")
-    parser.add_argument("--amp", action="store_true", help="mixed precision with loss scaling (fp32 on CPU)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision with loss scaling (GPU: fp16; CPU: "
+                        "bfloat16 convolutions where the processor has AMX / AVX-512-BF16, else fp32)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: cfg.seed or 0)")
     parser.add_argument("--no-validate", action="store_true", help="skip the per-epoch evaluation")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -5,9 +5,11 @@
 * **GPU**: sets ``jt.flags.auto_mixed_precision_level`` (default 5: ops whose inputs are fp16 run in
   fp16, reductions such as sum/exp stay fp32; parameters and optimizer state stay fp32 "master"
   weights, as in mmcv's ``Fp16OptimizerHook``).
-* **CPU**: Jittor has no fast fp16 CPU kernels (oneDNN convolutions are fp32), so the compute stays
-  fp32 and a warning says so; loss scaling still runs (harmless: scale, unscale, overflow check), which
-  keeps the code path testable on CPU.
+* **CPU**: Jittor has no fast fp16 CPU kernels; on processors with AMX or AVX-512-BF16 the channels-last
+  training convolutions (:func:`unidetector.ops.onednn.conv2d_nhwc`) read bfloat16 copies of their operands
+  and accumulate in float32 (weights, gradients, BatchNorm and activations stay float32); elsewhere the
+  compute stays fp32 and a warning says so. Loss scaling still runs (bfloat16 has float32's exponent range,
+  so it is only harmless: scale, unscale, overflow check), which keeps the code path testable on CPU.
 * Loss scaling (mmcv ``LossScaler``): the loss is multiplied by ``scale`` before ``backward``; gradients
   are divided by it before clipping/stepping; a step whose gradients are not finite is **skipped**.
   ``loss_scale='dynamic'`` (default for ``--amp``) starts at 2^16, halves on overflow and doubles after
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 
@@ -57,13 +60,21 @@ class LossScaler:
         self.good_steps = int(state["good_steps"])
 
 
-def enable_amp(level: int = 5) -> bool:
-    """Turn on Jittor AMP on GPU; on CPU warn and keep fp32. Returns True if fp16 compute is on."""
+def enable_amp(level: int = 5) -> str | None:
+    """Turn on mixed precision. GPU: Jittor's AMP (returns "float16"). CPU with AMX or AVX-512-BF16: returns
+    "bfloat16", the operand type the trainer gives the channels-last training convolutions
+    (:func:`unidetector.models.layers.channels_last.training_dtype`). Other CPUs: warn, compute in float32 (None)."""
     import jittor as jt
+
+    from ..ops import onednn
 
     if jt.flags.use_cuda:
         jt.flags.auto_mixed_precision_level = level
-        return True
-    warnings.warn("--amp on CPU: Jittor has no fast fp16 CPU kernels; computing in fp32 "
+        return "float16"
+    if onednn.available() and onednn.bf16_supported():
+        print("unidetector: --amp on the CPU: the training convolutions compute in bfloat16 (AMX / AVX-512-BF16, "
+              "float32 accumulation and weights)", file=sys.stderr)
+        return "bfloat16"
+    warnings.warn("--amp on CPU: this processor has no AMX / AVX-512-BF16 (or Jittor no oneDNN); computing in fp32 "
                   "(loss scaling is still applied)", RuntimeWarning, stacklevel=2)
-    return False
+    return None

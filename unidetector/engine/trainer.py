@@ -39,6 +39,7 @@ import jittor as jt
 
 from ..errors import UnidetError
 from ..models.detectors.two_stage import parse_losses
+from ..models.layers import channels_last
 from . import checkpoint as ckpt_io
 from .amp import LossScaler, enable_amp
 from .optim import clip_grad_norm
@@ -129,7 +130,7 @@ class Trainer:
         self.accumulate_steps = int(accumulate_steps)
         self.amp = bool(amp)
         self.scaler = LossScaler(loss_scale) if amp else None
-        self.fp16_compute = enable_amp() if amp else False
+        self.amp_compute = enable_amp() if amp else None  # "float16" (GPU), "bfloat16" (CPU convolutions) or None
         self.seed = int(seed)
         self.checkpoint_interval = int(checkpoint_interval)
         self.checkpoint_iter_interval = int(checkpoint_iter_interval or 0)
@@ -291,11 +292,13 @@ class Trainer:
 
     def _forward_backward(self, batch, scale: float):
         targets = {k: batch[k] for k in TARGET_KEYS if k in batch}
-        losses = self.model(batch["img"], batch["img_metas"], **targets)
-        if not isinstance(losses, dict):
-            raise TypeError(f"in training mode the model must return a dict of losses, got {type(losses).__name__}")
-        loss, log_vars = parse_losses(losses)
-        self.optimizer.backward(loss * scale)
+        compute = self.amp_compute if self.amp_compute == "bfloat16" else channels_last.TRAIN_DTYPE
+        with channels_last.training_dtype(compute):
+            losses = self.model(batch["img"], batch["img_metas"], **targets)
+            if not isinstance(losses, dict):
+                raise TypeError(f"in training mode the model must return a dict of losses, got {type(losses).__name__}")
+            loss, log_vars = parse_losses(losses)
+            self.optimizer.backward(loss * scale)
         # Execute now: Jittor's accumulation (``grad.update(new + grad)``) on a still-lazy gradient gives
         # wrong sums when several backward passes are fused into one execution.
         jt.sync(list(log_vars.values()) + [g for _, _, g in self.optimizer.grads()])

@@ -7,8 +7,8 @@ keys of a RegionCLIP checkpoint — so it takes the path a real user's RegionCLI
 
 The cache (``<cache>/world_clip/<key>.pkl``, ``<cache>`` = ``$UNIDET_CACHE_DIR`` or ``~/.cache/unidetector``)
 is keyed by everything the weights depend on: the world version and seed, the web set's size and the
-embedding dimension, the pretraining config (model, data pipeline, optimiser, schedule) and the software's
-version, so a second experiment with the same world pays nothing for it (``unidet experiment`` draws the web
+embedding dimension, the pretraining config (model, data pipeline, optimiser, schedule), the training
+convolutions' operand type where it is not float32 (``UNIDET_TRAIN_DTYPE``) and the software's version, so a second experiment with the same world pays nothing for it (``unidet experiment`` draws the web
 scenes only when the tower is trained).
 """
 from __future__ import annotations
@@ -40,12 +40,16 @@ def export_image_tower(checkpoint, out, meta: dict | None = None) -> Path:
 def cache_key(world: dict, cfg, epochs: int) -> str:
     """sha1 over what the world-CLIP's weights depend on (module doc)."""
     from .. import __version__
+    from ..models.layers import channels_last
 
     recipe = {k: cfg.get(k) for k in ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner")}
     recipe["data"] = {k: v for k, v in (recipe["data"] or {}).items() if k in ("train", "samples_per_gpu")}
     # the web set is a function of (version, seed, number of scenes): known before its scenes are drawn
     key = dict(version=world.get("version"), seed=world["seed"], web=world["stats"].get("web_images"),
                embed_dim=world.get("embed_dim"), epochs=int(epochs), recipe=_plain(recipe), software=__version__)
+    compute = channels_last.train_dtype()
+    if compute != "float32":  # bfloat16 training convolutions (UNIDET_TRAIN_DTYPE); float32 keys stay as they were
+        key["train_dtype"] = compute
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,7 +1,8 @@
 """oneDNN primitives for channels-last CPU computation, as ``jt.code`` kernels (``kernels/onednn.cc``):
 for inference a convolution with its frozen BatchNorm, residual add and ReLU fused (:func:`conv_bn_act`) and
 block average pooling (:func:`block_pool`), in float32 or bfloat16; for training a differentiable float32
-convolution (:func:`conv2d_nhwc`: forward, data and weight gradients); and the layout changes
+convolution (:func:`conv2d_nhwc`: forward, data and weight gradients; float32, or bfloat16 operands with float32
+results as mixed precision); and the layout changes
 (:func:`to_channels_last`, :func:`to_channels_first`, with the float32 ↔ bfloat16 conversion; differentiable).
 
 Jittor's ``mkl_conv`` takes NCHW tensors (oneDNN reorders them to NHWC and back in every call) and
@@ -186,30 +187,43 @@ def block_pool(x: jt.Var, k: int) -> jt.Var:
     return _code((n, h // k, w // k, c), str(x.dtype), [x], pool_kernel_code(str(x.dtype), k))
 
 
-def conv_train_kernel_code(stride: Sequence[int], padding: Sequence[int],
-                           dilation: Sequence[int] = (1, 1)) -> dict:
-    """``jt.code`` sources of :func:`conv2d_nhwc`, float32: ``forward`` in0 = x (N, H, W, C), in1 = w (O, C, KH, KW)
-    → out0 = y (N, OH, OW, O); ``backward_data`` in0 = dy, in1 = w → out0 = dx; ``backward_weights`` in0 = x,
-    in1 = dy → out0 = dw."""
+#: bfloat16 weight gradients only where each image's output has at least this many positions: oneDNN's AMX
+#: weight-gradient kernel is slower than the float32 one on many small maps (the world-CLIP's 384 RoIs of 4×4:
+#: world-CLIP step 0.79× float32 with this rule, 0.94× with bfloat16 everywhere, one session, alternating)
+BF16_WEIGHT_GRAD_MIN_AREA = 256
+
+
+def conv_train_kernel_code(stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int] = (1, 1),
+                           compute: str = "float32", weight_grad_compute: str | None = None) -> dict:
+    """``jt.code`` sources of :func:`conv2d_nhwc` (float32 tensors): ``forward`` in0 = x (N, H, W, C), in1 = w
+    (O, C, KH, KW) → out0 = y (N, OH, OW, O); ``backward_data`` in0 = dy, in1 = w → out0 = dx;
+    ``backward_weights`` in0 = x, in1 = dy → out0 = dw. ``compute`` (``weight_grad_compute`` for the weight
+    gradient, default the same): the convolutions' operand type; bfloat16 rounds the operands in each call and
+    accumulates and returns float32."""
     geometry = _geometry(stride, padding, dilation)
-    header = kernel_source.header(_SOURCE, _macros("float32"))
+    header = kernel_source.header(_SOURCE, _macros(compute))
+    weights_header = header if weight_grad_compute in (None, compute) else \
+        kernel_source.header(_SOURCE, _macros(weight_grad_compute))
     calls = {"forward": f"unidet::conv_nhwc_forward_cpu(in0_p, in1_p, {_conv_shape('in0', 'in1', 'out0', geometry)}, "
                         "out0_p);",
              "backward_data": "unidet::conv_nhwc_backward_data_cpu(in0_p, in1_p, "
                               f"{_conv_shape('out0', 'in1', 'in0', geometry)}, out0_p);",
              "backward_weights": "unidet::conv_nhwc_backward_weights_cpu(in0_p, in1_p, "
                                  f"{_conv_shape('in0', 'out0', 'in1', geometry)}, out0_p);"}
-    return {name: kernel_source.KernelCode(header, src) for name, src in calls.items()}
+    return {name: kernel_source.KernelCode(weights_header if name == "backward_weights" else header, src)
+            for name, src in calls.items()}
 
 
 class _ConvNHWC(jt.Function):
-    def __init__(self, stride, padding, dilation):
-        self.code = conv_train_kernel_code(stride, padding, dilation)
-        self.geometry = stride, padding, dilation
+    def __init__(self, stride, padding, dilation, compute):
+        self.geometry, self.compute = (stride, padding, dilation), compute
 
     def execute(self, x, w):
         self.x, self.w = x, w
-        return _code(_conv_output(x.shape, w.shape, *self.geometry), "float32", [x, w], self.code["forward"])
+        out = _conv_output(x.shape, w.shape, *self.geometry)
+        weight_grad = self.compute if out[1] * out[2] >= BF16_WEIGHT_GRAD_MIN_AREA else "float32"
+        self.code = conv_train_kernel_code(*self.geometry, compute=self.compute, weight_grad_compute=weight_grad)
+        return _code(out, "float32", [x, w], self.code["forward"])
 
     def grad(self, dy):
         dy = dy.float32()
@@ -219,12 +233,17 @@ class _ConvNHWC(jt.Function):
 
 
 def conv2d_nhwc(x: jt.Var, weight: jt.Var, stride: Sequence[int] = (1, 1), padding: Sequence[int] = (0, 0),
-                dilation: Sequence[int] = (1, 1)) -> jt.Var:
+                dilation: Sequence[int] = (1, 1), compute: str = "float32") -> jt.Var:
     """``conv(x, weight)`` of channels-last float32 ``x`` (N, H, W, C) with ``weight`` (O, C, KH, KW) as
     ``nn.Conv2d`` stores it (no groups, no bias) → (N, OH, OW, O), differentiable w.r.t. both: the forward and
     both gradients are oneDNN convolutions on the channels-last tensors (training; the inference path with
-    fused post-ops is :func:`conv_bn_act`)."""
+    fused post-ops is :func:`conv_bn_act`). ``compute="bfloat16"`` (processors with AMX or AVX-512-BF16): the
+    three convolutions read bfloat16 copies of their operands (the weight gradient only on maps of at least
+    :data:`BF16_WEIGHT_GRAD_MIN_AREA` positions), accumulate in float32 and return float32 (mixed precision
+    training; ~3e-3 relative difference from float32 per convolution)."""
+    if compute not in DTYPES:
+        raise ValueError(f"onednn.conv2d_nhwc: compute must be one of {DTYPES}, got {compute!r}")
     if x.ndim != 4 or weight.ndim != 4 or weight.shape[1] != x.shape[3]:
         raise ValueError(f"onednn.conv2d_nhwc: weight {tuple(weight.shape)} does not fit input {tuple(x.shape)} "
                          "(N, H, W, C)")
-    return _ConvNHWC(tuple(stride), tuple(padding), tuple(dilation))(x.float32(), weight.float32())
+    return _ConvNHWC(tuple(stride), tuple(padding), tuple(dilation), compute)(x.float32(), weight.float32())

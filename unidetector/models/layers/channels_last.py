@@ -13,7 +13,9 @@ oneDNN call with its BatchNorm (running statistics), residual add and ReLU as po
 
 ``UNIDET_INFERENCE_DTYPE=bfloat16`` (or :data:`DTYPE`) runs these layers in bfloat16 on processors
 with AMX or AVX-512-BF16 (float32 accumulation, ~1e-2 relative difference from float32; elsewhere
-float32 with a printed note); their inputs and outputs stay float32 NCHW.
+float32 with a printed note); their inputs and outputs stay float32 NCHW. In training, ``--amp`` (or
+``UNIDET_TRAIN_DTYPE=bfloat16``, :data:`TRAIN_DTYPE`) gives the training convolutions bfloat16 operands on such
+processors, float32 accumulation and results (mixed precision; BatchNorm, activations and weights stay float32).
 
 ``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``, ``nn.BatchNorm``
 (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride, no padding, floor),
@@ -26,13 +28,14 @@ this path too, in float32 (:func:`fixed`, :func:`fixed_enabled`).
 The layers that train run channels-last too on the CPU (:func:`train_enabled`; ``UNIDET_CHANNELS_LAST_TRAIN=0``
 turns it off): each convolution and its two gradients are oneDNN calls on the NHWC tensors
 (:func:`unidetector.ops.onednn.conv2d_nhwc`), the BatchNorms (batch or running statistics), ReLUs, residual
-adds and block pools are OpenMP kernels over (rows, channels), all differentiable, in float32, with the
-results of the NCHW path up to the order of summation. :data:`INFERENCE` and :data:`TRAINING` are the two sets
-of layer functions a block is given (``block(x, layers)``); :func:`run_blocks` picks one for a chain of blocks (the
+adds and block pools are OpenMP kernels over (rows, channels), all differentiable, in float32 (the convolutions'
+operands bfloat16 with :data:`TRAIN_DTYPE`), with the results of the NCHW path up to the order of summation.
+:data:`INFERENCE` and :data:`TRAINING` are the two sets of layer functions a block is given (``block(x, layers)``); :func:`run_blocks` picks one for a chain of blocks (the
 CLIP backbone and RoI layer4, the stage-1 ResNet's residual stages).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -51,6 +54,9 @@ ENABLED = os.environ.get("UNIDET_CHANNELS_LAST", "1") != "0"
 TRAIN_ENABLED = os.environ.get("UNIDET_CHANNELS_LAST_TRAIN", "1") != "0"
 #: the dtype of the channels-last layers: "float32" (default) or "bfloat16" (``UNIDET_INFERENCE_DTYPE``)
 DTYPE = os.environ.get("UNIDET_INFERENCE_DTYPE", "float32")
+#: the operand type of the training convolutions: "float32" (default) or "bfloat16" (``UNIDET_TRAIN_DTYPE``, or
+#: ``--amp`` on the CPU through :func:`training_dtype`): mixed precision, float32 accumulation, weights and results
+TRAIN_DTYPE = os.environ.get("UNIDET_TRAIN_DTYPE", "float32")
 _noted = set()
 
 
@@ -89,18 +95,41 @@ def fixed(*modules: nn.Module) -> bool:
                for m in modules)
 
 
-def dtype() -> str:
-    """The dtype the channels-last layers compute in: :data:`DTYPE`, or float32 (with a note printed
-    once) where the processor has no bfloat16 instructions."""
-    if DTYPE not in onednn.DTYPES:
-        raise ValueError(f"UNIDET_INFERENCE_DTYPE / channels_last.DTYPE must be one of {onednn.DTYPES}, got {DTYPE!r}")
-    if DTYPE == "bfloat16" and not onednn.bf16_supported():
-        if "bf16" not in _noted:
-            _noted.add("bf16")
-            print("unidetector: bfloat16 inference asked for, but this processor has no AMX / AVX-512-BF16; "
+def _supported(value: str, name: str, what: str) -> str:
+    """``value`` (float32 or bfloat16), or float32 (with a note printed once) where the processor has no bfloat16
+    instructions; ``name`` is the setting, for the error."""
+    if value not in onednn.DTYPES:
+        raise ValueError(f"{name} must be one of {onednn.DTYPES}, got {value!r}")
+    if value == "bfloat16" and not onednn.bf16_supported():
+        if what not in _noted:
+            _noted.add(what)
+            print(f"unidetector: bfloat16 {what} asked for, but this processor has no AMX / AVX-512-BF16; "
                   "using float32", file=sys.stderr)
         return "float32"
-    return DTYPE
+    return value
+
+
+def dtype() -> str:
+    """The dtype the channels-last layers compute in at inference: :data:`DTYPE`, or float32 (with a note printed
+    once) where the processor has no bfloat16 instructions."""
+    return _supported(DTYPE, "UNIDET_INFERENCE_DTYPE / channels_last.DTYPE", "inference")
+
+
+def train_dtype() -> str:
+    """The operand type of the channels-last training convolutions: :data:`TRAIN_DTYPE`, or float32 (with a note
+    printed once) where the processor has no bfloat16 instructions."""
+    return _supported(TRAIN_DTYPE, "UNIDET_TRAIN_DTYPE / channels_last.TRAIN_DTYPE", "training")
+
+
+@contextlib.contextmanager
+def training_dtype(value: str):
+    """:data:`TRAIN_DTYPE` = ``value`` inside the block (the trainer's ``--amp`` on the CPU)."""
+    global TRAIN_DTYPE
+    saved, TRAIN_DTYPE = TRAIN_DTYPE, value
+    try:
+        yield
+    finally:
+        TRAIN_DTYPE = saved
 
 
 def to_nhwc(x: jt.Var) -> jt.Var:
@@ -121,7 +150,7 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm | None, x: jt.Var, residual: jt.Va
     if conv.groups != 1:
         raise TypeError("channels_last: grouped convolutions have no channels-last rule")
     if train:
-        y = onednn.conv2d_nhwc(x, conv.weight, conv.stride, conv.padding, conv.dilation)
+        y = onednn.conv2d_nhwc(x, conv.weight, conv.stride, conv.padding, conv.dilation, compute=train_dtype())
         if conv.bias is not None:
             y = y + conv.bias
         y = y if bn is None else bn.channels_last(y)

@@ -17,7 +17,8 @@
 //   x (N, H, W, C) -> y (N, H / K, W / K, C), float32 or bfloat16 (CONV_FUSED_BF16).
 //
 // conv_nhwc_forward_cpu / conv_nhwc_backward_data_cpu / conv_nhwc_backward_weights_cpu: a training convolution
-// of channels-last float32 tensors and its two gradients (conv2d_nhwc of onednn.py):
+// of channels-last float32 tensors and its two gradients (conv2d_nhwc of onednn.py); with CONV_FUSED_BF16 the
+// convolution reads bfloat16 copies of its operands (mixed precision) and still writes float32:
 //   y = conv(x, w),  dx = conv_transpose(dy, w),  dw = correlation of x with dy
 //   x, dx (N, H, W, C); y, dy (N, OH, OW, O); w, dw (O, C, KH, KW) as nn.Conv2d stores them.
 // oneDNN reads and writes the activations channels-last as they are (Jittor's NCHW mkl_conv reorders them to a
@@ -150,40 +151,37 @@ inline void block_pool_nhwc_cpu(const void* x, int N, int H, int W, int C, int K
 }
 
 struct ConvTrainDescs {
-    dnnl::memory::desc x, y, w_user, w_any;  // x, y channels-last; w_user oihw; w_any: oneDNN's choice
+    dnnl::memory::desc x, y, w_user;   // the user's float32 tensors: x, y channels-last, w oihw
+    dnnl::memory::desc xc, yc, w_any;  // what the convolution reads: x, y (gradients) and w in the compute type
     dnnl::memory::dims strides, dilates, padding;
 };
 
+// Compute type: float32, or bfloat16 with CONV_FUSED_BF16 (the operands are rounded to bfloat16 in a reorder at
+// each call; accumulation and the results, y, dx and dw, stay float32).
 inline ConvTrainDescs conv_train_descs(const ConvFusedShape& s) {
     using dt = dnnl::memory::data_type;
     using tag = dnnl::memory::format_tag;
     using dims = dnnl::memory::dims;
-    const dims w_dims{s.O, s.C, s.KH, s.KW};
-    return {dnnl::memory::desc(dims{s.N, s.C, s.H, s.W}, dt::f32, tag::nhwc),
-            dnnl::memory::desc(dims{s.N, s.O, s.OH, s.OW}, dt::f32, tag::nhwc),
-            dnnl::memory::desc(w_dims, dt::f32, tag::oihw), dnnl::memory::desc(w_dims, dt::f32, tag::any),
+    const dt compute = CONV_FUSED_BF16 ? dt::bf16 : dt::f32;
+    const dims x_dims{s.N, s.C, s.H, s.W}, y_dims{s.N, s.O, s.OH, s.OW}, w_dims{s.O, s.C, s.KH, s.KW};
+    return {dnnl::memory::desc(x_dims, dt::f32, tag::nhwc), dnnl::memory::desc(y_dims, dt::f32, tag::nhwc),
+            dnnl::memory::desc(w_dims, dt::f32, tag::oihw),
+            dnnl::memory::desc(x_dims, compute, tag::nhwc), dnnl::memory::desc(y_dims, compute, tag::nhwc),
+            dnnl::memory::desc(w_dims, compute, tag::any),
             dims{s.SH, s.SW}, dims{s.DH - 1, s.DW - 1}, dims{s.PH, s.PW}};
 }
 
 inline dnnl::convolution_forward::primitive_desc conv_train_forward_pd(const ConvTrainDescs& d) {
-    return {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.x, d.w_any, d.y, d.strides,
+    return {{dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, d.xc, d.w_any, d.y, d.strides,
              d.dilates, d.padding, d.padding},
             cpu_engine()};
 }
 
-// backward data / backward weights (Primitive) of the convolution d, with the forward as oneDNN's hint; both descs
-// take (source or its gradient, weights or their gradient, destination gradient, geometry)
-template <typename Primitive>
-inline typename Primitive::primitive_desc conv_backward_pd(const ConvTrainDescs& d) {
-    return {{dnnl::algorithm::convolution_direct, d.x, d.w_any, d.y, d.strides, d.dilates, d.padding, d.padding},
-            cpu_engine(), conv_train_forward_pd(d)};
-}
-
-// The user's oihw weights as `want`: the same memory, or a reordered copy.
-inline dnnl::memory weights_as(const dnnl::memory::desc& want, const ConvTrainDescs& d, const float* w,
-                               dnnl::stream& stream) {
-    dnnl::memory user(d.w_user, cpu_engine(), const_cast<float*>(w));
-    if (want == d.w_user) return user;
+// The user's float32 tensor at p (desc user) as `want`: the same memory, or a reordered (converted) copy.
+inline dnnl::memory user_as(const dnnl::memory::desc& want, const dnnl::memory::desc& user_md, const float* p,
+                            dnnl::stream& stream) {
+    dnnl::memory user(user_md, cpu_engine(), const_cast<float*>(p));
+    if (want == user_md) return user;
     dnnl::memory out(want, cpu_engine());
     dnnl::reorder(user, out).execute(stream, user, out);
     return out;
@@ -194,8 +192,8 @@ inline void conv_nhwc_forward_cpu(const float* x, const float* w, const ConvFuse
     const ConvTrainDescs d = conv_train_descs(s);
     const auto pd = conv_train_forward_pd(d);
     dnnl::stream stream(eng);
-    dnnl::convolution_forward(pd).execute(stream, {{DNNL_ARG_SRC, dnnl::memory(d.x, eng, const_cast<float*>(x))},
-                                                   {DNNL_ARG_WEIGHTS, weights_as(pd.weights_desc(), d, w, stream)},
+    dnnl::convolution_forward(pd).execute(stream, {{DNNL_ARG_SRC, user_as(d.xc, d.x, x, stream)},
+                                                   {DNNL_ARG_WEIGHTS, user_as(pd.weights_desc(), d.w_user, w, stream)},
                                                    {DNNL_ARG_DST, dnnl::memory(d.y, eng, y)}});
     stream.wait();
 }
@@ -203,26 +201,32 @@ inline void conv_nhwc_forward_cpu(const float* x, const float* w, const ConvFuse
 inline void conv_nhwc_backward_data_cpu(const float* dy, const float* w, const ConvFusedShape& s, float* dx) {
     const dnnl::engine& eng = cpu_engine();
     const ConvTrainDescs d = conv_train_descs(s);
-    const auto pd = conv_backward_pd<dnnl::convolution_backward_data>(d);
+    const dnnl::convolution_backward_data::primitive_desc pd(
+        {dnnl::algorithm::convolution_direct, d.x, d.w_any, d.yc, d.strides, d.dilates, d.padding, d.padding},
+        eng, conv_train_forward_pd(d));
     dnnl::stream stream(eng);
     dnnl::convolution_backward_data(pd).execute(
-        stream, {{DNNL_ARG_DIFF_DST, dnnl::memory(d.y, eng, const_cast<float*>(dy))},
-                 {DNNL_ARG_WEIGHTS, weights_as(pd.weights_desc(), d, w, stream)},
+        stream, {{DNNL_ARG_DIFF_DST, user_as(d.yc, d.y, dy, stream)},
+                 {DNNL_ARG_WEIGHTS, user_as(pd.weights_desc(), d.w_user, w, stream)},
                  {DNNL_ARG_DIFF_SRC, dnnl::memory(d.x, eng, dx)}});
     stream.wait();
 }
 
 inline void conv_nhwc_backward_weights_cpu(const float* x, const float* dy, const ConvFusedShape& s, float* dw) {
+    using dt = dnnl::memory::data_type;
     const dnnl::engine& eng = cpu_engine();
     const ConvTrainDescs d = conv_train_descs(s);
-    const auto pd = conv_backward_pd<dnnl::convolution_backward_weights>(d);
+    const dnnl::memory::desc dw_any(d.w_user.dims(), dt::f32, dnnl::memory::format_tag::any);
+    const dnnl::convolution_backward_weights::primitive_desc pd(
+        {dnnl::algorithm::convolution_direct, d.xc, dw_any, d.yc, d.strides, d.dilates, d.padding, d.padding},
+        eng, conv_train_forward_pd(d));
     dnnl::stream stream(eng);
     dnnl::memory user(d.w_user, eng, dw);
     const bool direct = pd.diff_weights_desc() == d.w_user;
     dnnl::memory out = direct ? user : dnnl::memory(pd.diff_weights_desc(), eng);
     dnnl::convolution_backward_weights(pd).execute(
-        stream, {{DNNL_ARG_SRC, dnnl::memory(d.x, eng, const_cast<float*>(x))},
-                 {DNNL_ARG_DIFF_DST, dnnl::memory(d.y, eng, const_cast<float*>(dy))},
+        stream, {{DNNL_ARG_SRC, user_as(d.xc, d.x, x, stream)},
+                 {DNNL_ARG_DIFF_DST, user_as(d.yc, d.y, dy, stream)},
                  {DNNL_ARG_DIFF_WEIGHTS, out}});
     if (!direct) dnnl::reorder(out, user).execute(stream, out, user);
     stream.wait();

@@ -180,16 +180,50 @@ def test_experiment_amp_runs_every_step_with_bfloat16_training_convolutions(tmp_
     seen = []
 
     class Probe(Experiment):
-        def step_probe(self):
+        def step_stage1_probe(self):  # a training step's name
             seen.append(channels_last.train_dtype())
 
     reports = {}
     for amp in (True, False):
         job = Probe(tmp_path / str(amp), amp=amp, log=lambda *_: None)
         job.work_dir.mkdir(parents=True)
-        job.run_steps(["probe"], None, job.work_dir / "report.json", 0.0)
+        job.run_steps(["stage1_probe"], None, job.work_dir / "report.json", 0.0)
         reports[amp] = json.loads((job.work_dir / "report.json").read_text())
     want = "bfloat16" if onednn.bf16_supported() else "float32"
     assert seen == [want, "float32"]
     assert reports[True]["settings"]["train_dtype"] == want and reports[False]["settings"]["train_dtype"] == "float32"
     assert channels_last.TRAIN_DTYPE == "float32"
+
+
+def test_only_names_what_earlier_steps_must_leave_and_continues_the_report(tmp_path):
+    """``--only``: a step whose inputs are missing stops before anything runs, naming the files, the steps that make
+    them and a command that runs them; a report already in the work dir is continued (its other entries kept), and
+    one of another plan or seed is refused."""
+    from unidetector.errors import UsageError
+    from unidetector.experiment import Experiment
+
+    work = tmp_path / "e"
+    job = Experiment(work, quick=True, log=lambda *_: None)
+    with pytest.raises(UsageError) as e:
+        job.run(only=["test_raw"])
+    msg = str(e.value)
+    for part in ("world.json (made by step world)", "rp_val_lvis.pkl (made by step proposals)",
+                 "latest.pkl (made by step stage2)",
+                 f"--plan quick --seed 0 --work-dir {work} --only world world_clip stage1 proposals stage2 test_raw"):
+        assert part in msg, (part, msg)
+    assert not work.exists()
+    job.check_earlier_steps(["world", "world_clip"])  # world_clip's input is made by a chosen step before it
+
+    work.mkdir()
+    report = {"mode": "quick", "seed": 0, "timings": {"world": 1.0, "total": 9.0}, "lvis": {"AP": 0.2},
+              "settings": {"train_dtype": "float32"}}
+    (work / "report.json").write_text(json.dumps(report))
+    job = Experiment(work, quick=True, log=lambda *_: None)
+    job.continue_report(work / "report.json")
+    assert job.report["lvis"] == {"AP": 0.2} and job.report["timings"] == report["timings"]
+    for other in (dict(quick=False), dict(quick=True, seed=1)):
+        with pytest.raises(UsageError, match="would mix two runs"):
+            Experiment(work, log=lambda *_: None, **other).continue_report(work / "report.json")
+    (work / "report.json").write_text("{not json")
+    with pytest.raises(UsageError, match="not a readable experiment report"):
+        Experiment(work, quick=True, log=lambda *_: None).continue_report(work / "report.json")

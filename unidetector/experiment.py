@@ -48,6 +48,18 @@ RESULTS = Path("results")
 #: The steps, in order; ``Experiment.step_<name>`` runs each (``unidet experiment --only`` takes these names).
 STEPS = ("world", "world_clip", "stage1", "proposals", "stage2", "test_raw", "recognition", "calibrated", "control",
          "exemplars", "report")
+#: Steps (of this plan and the ablation plan) that train a model: their convolutions follow ``--amp``
+TRAINING_STEPS = ("world_clip", "stage1", "stage2")
+#: The file each step leaves for later ones (under the work dir), and the earlier steps each step reads from:
+#: ``--only`` checks them before it starts, so a missing one is named with the steps that make it.
+PRODUCES = {"world": WORLD / "world.json", "world_clip": WORLD_CLIP, "stage1": STAGE1_DIR / "latest.pkl",
+            "proposals": WORLD / "rp_val_lvis.pkl", "stage2": STAGE2_DIR / "latest.pkl",
+            "test_raw": RESULTS / "raw_val_lvis.pkl"}
+NEEDS = {"world_clip": ("world",), "stage1": ("world",), "proposals": ("world", "stage1"),
+         "stage2": ("world", "world_clip", "proposals"), "test_raw": ("world", "proposals", "stage2"),
+         "recognition": ("world", "world_clip", "stage2"), "calibrated": ("world", "proposals", "stage2", "test_raw"),
+         "control": ("world", "proposals", "stage2"), "exemplars": ("world", "proposals", "stage2"),
+         "report": ("world", "test_raw")}
 BOOTSTRAP_SAMPLES = 1000  # resamples of the test images for every interval in the report
 ATTRIBUTES = ("colour", "pattern", "shape")  # what a synthetic class name composes (world.json's classes)
 CONTROL_PERMUTATIONS = 5  # shuffled-embedding controls averaged (each costs one re-scoring, not a network pass)
@@ -460,11 +472,15 @@ class Experiment:
     def run_steps(self, steps, only, out, t_all: float) -> None:
         """Run ``steps`` (all, or those in ``only``) in order, timing each and writing the report to ``out``
         after every step (``unidet experiment`` and ``--ablations`` share this driver). With ``amp`` the training
-        convolutions compute in bfloat16 where the processor has it (``settings.train_dtype`` says what ran)."""
+        convolutions compute in bfloat16 where the processor has it (``settings.train_dtype`` says what the training
+        steps ran in: "mixed" when ``--only`` retrained some of them in another dtype)."""
         from .models.layers import channels_last
 
         with channels_last.training_dtype("bfloat16" if self.amp else channels_last.TRAIN_DTYPE):
-            self.report.setdefault("settings", {})["train_dtype"] = channels_last.train_dtype()
+            settings = self.report.setdefault("settings", {})
+            if any(name.startswith(TRAINING_STEPS) for name in (only or steps)):
+                dtype, before = channels_last.train_dtype(), settings.get("train_dtype")
+                settings["train_dtype"] = dtype if before in (None, dtype) or not only else "mixed"
             for i, name in enumerate(steps, 1):
                 if only and name not in only:
                     continue
@@ -480,16 +496,63 @@ class Experiment:
                 f"+~{WORLD_CLIP_EPOCH_MIN * self.plan['world_clip']['epochs']:.0f} min where the world-CLIP is "
                 "not cached yet")
 
+    def check_earlier_steps(self, only) -> None:
+        """``--only``: raise :class:`UsageError` naming the files of earlier steps that the chosen steps read and
+        that neither exist in the work dir nor are made by a chosen step before them."""
+        from .errors import UsageError
+
+        chosen = [s for s in STEPS if s in only]
+        missing = {}
+        for i, step in enumerate(chosen):
+            for need in NEEDS.get(step, ()):
+                if need not in chosen[:i] and not self.path(PRODUCES[need]).is_file():
+                    missing.setdefault(need, self.path(PRODUCES[need]))
+        if missing:
+            todo, also = list(missing), set(missing)  # the missing steps' own missing inputs, for the suggestion
+            while todo:
+                for need in NEEDS.get(todo.pop(), ()):
+                    if need not in also and need not in chosen and not self.path(PRODUCES[need]).is_file():
+                        also.add(need)
+                        todo.append(need)
+            first = [s for s in STEPS if s in also or s in chosen]
+            files = "; ".join(f"{p} (made by step {s})" for s, p in missing.items())
+            raise UsageError(f"--only {' '.join(chosen)} in {self.work_dir}: needs {files}. Run those steps first, "
+                             f"e.g. unidet experiment --plan {self.mode} --seed {self.seed} --work-dir {self.work_dir} "
+                             f"--only {' '.join(first)} (or without --only: every step)")
+
+    def continue_report(self, out: Path) -> None:
+        """``--only``: start from the ``report.json`` already in the work dir (the steps run again replace their
+        entries; the others are kept), refusing one of another plan or seed."""
+        from .errors import UsageError
+
+        if not out.is_file():
+            return
+        try:
+            previous = json.loads(out.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{out}: not a readable experiment report ({e}); move it away to start afresh") from e
+        if (previous.get("mode"), previous.get("seed")) != (self.mode, self.seed):
+            raise UsageError(f"{out} is the report of a {previous.get('mode')} run with seed {previous.get('seed')}; "
+                             f"--only with plan {self.mode}, seed {self.seed} would mix two runs. Give the same "
+                             "--plan/--quick and --seed, or another --work-dir")
+        self.report = {**previous, **{k: v for k, v in self.report.items() if k not in previous}}
+        self.report["timings"] = dict(previous.get("timings", {}))
+
     def run(self, only=None) -> dict:
         unknown = sorted(set(only or ()) - set(STEPS))
         if unknown:
             raise ValueError(f"unknown experiment step(s) {unknown}; the steps are {', '.join(STEPS)}")
+        out = self.work_dir / "report.json"
+        if only:
+            self.check_earlier_steps(only)
+            self.continue_report(out)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.log(f"unidet experiment ({self.mode}, seed {self.seed}) in {self.work_dir}; "
                  f"{self.estimate(self.plan['estimate_min'])}")
         t_all = time.time()
-        self.run_steps(STEPS, only, self.work_dir / "report.json", t_all)
-        self.report["timings"]["total"] = round(time.time() - t_all, 1)
-        (self.work_dir / "report.json").write_text(json.dumps(self.report, indent=2))
-        self.log(f"\ndone in {self.report['timings']['total']:.0f} s: {self.work_dir / 'report.md'}")
+        self.run_steps(STEPS, only, out, t_all)
+        if not only:
+            self.report["timings"]["total"] = round(time.time() - t_all, 1)
+            out.write_text(json.dumps(self.report, indent=2))
+        self.log(f"\ndone in {time.time() - t_all:.0f} s: {self.work_dir / 'report.md'}")
         return self.report

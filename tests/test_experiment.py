@@ -213,6 +213,13 @@ def test_only_names_what_earlier_steps_must_leave_and_continues_the_report(tmp_p
         assert part in msg, (part, msg)
     assert not work.exists()
     job.check_earlier_steps(["world", "world_clip"])  # world_clip's input is made by a chosen step before it
+    from unidetector.ablations import STEPS as ABLATION_STEPS, Ablations
+
+    ablations = Ablations(work, quick=True, log=lambda *_: None)
+    assert set(ablations.needs) | {"world"} == set(ABLATION_STEPS) and set(ablations.produces) <= set(ABLATION_STEPS)
+    with pytest.raises(UsageError, match=r"partitioned\.json \(made by step test\).*--ablations --plan quick"):
+        ablations.run(only=["report"])  # (it wrote an empty ablations.md)
+    assert not work.exists()
 
     work.mkdir()
     report = {"mode": "quick", "seed": 0, "timings": {"world": 1.0, "total": 9.0}, "lvis": {"AP": 0.2},

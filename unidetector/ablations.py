@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiment import RESULTS, STAGE1_DIR, STAGE2_DIR, Experiment, _schedule
+from .experiment import NEEDS, PRODUCES, RESULTS, STAGE1_DIR, STAGE2_DIR, WORLD, Experiment, _schedule
 
 __all__ = ["Ablations", "STEPS", "bootstrap_recall", "recall_hits", "unified_training_set", "calibrated_run",
            "percentile_interval"]
@@ -154,6 +154,20 @@ def unified_training_set(world_dir, world: dict, key: str = UNIFIED) -> dict:
 class Ablations(Experiment):
     """The ablation plan (module doc). ``plan``/``quick`` as :class:`Experiment` (the stage schedules are the
     experiment's); ``n_boot`` overrides the plan's bootstrap resamples."""
+
+    steps, command = STEPS, "unidet experiment --ablations"
+    produces = {**{k: v for k, v in PRODUCES.items() if k in STEPS}, "unified_data": WORLD / f"rp_train_{UNIFIED}.pkl",
+                "stage1_rpn": ABLATIONS_DIR / "stage1_rpn" / "latest.pkl",
+                "proposals_rpn": WORLD / f"{RPN_PREFIX}val_lvis.pkl",
+                **{v: ABLATIONS_DIR / v / "latest.pkl" for v in ("stage2_rpn", "stage2_single", "stage2_unified")},
+                "test": ABLATION_RESULTS / f"{REFERENCE}.json"}
+    needs = {**{k: v for k, v in NEEDS.items() if k in STEPS}, "unified_data": ("world", "proposals"),
+             "stage1_rpn": ("world",), "proposals_rpn": ("world", "stage1_rpn"),
+             "stage2_rpn": ("world", "world_clip", "proposals_rpn"),
+             "stage2_single": ("world", "world_clip", "proposals"),
+             "stage2_unified": ("world", "world_clip", "proposals", "unified_data"),
+             "test": ("world", "proposals", "proposals_rpn", "stage2", "stage2_rpn", "stage2_single", "stage2_unified"),
+             "bootstrap": ("world", "proposals", "proposals_rpn", "test"), "report": ("test",)}
 
     def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
                  plan: str | None = None, n_boot: int | None = None, amp: bool = False):
@@ -362,6 +376,8 @@ class Ablations(Experiment):
         unknown = sorted(set(only or ()) - set(STEPS))
         if unknown:
             raise ValueError(f"unknown ablation step(s) {unknown}; the steps are {', '.join(STEPS)}")
+        if only:
+            self.check_earlier_steps(only)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         out = self.work_dir / "ablations.json"
         if only and out.is_file():

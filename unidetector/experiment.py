@@ -122,6 +122,9 @@ def derangement(n: int, seed: int) -> np.ndarray:
 class Experiment:
     """Run the steps in order, timing each; ``report`` accumulates what ``report.json`` holds."""
 
+    steps, produces, needs = STEPS, PRODUCES, NEEDS  # the plan's steps and what --only checks (module constants)
+    command = "unidet experiment"
+
     def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
                  plan: str | None = None, amp: bool = False):
         self.work_dir = Path(work_dir).resolve()
@@ -501,23 +504,24 @@ class Experiment:
         that neither exist in the work dir nor are made by a chosen step before them."""
         from .errors import UsageError
 
-        chosen = [s for s in STEPS if s in only]
+        chosen = [s for s in self.steps if s in only]
+        made = {step: self.path(file) for step, file in self.produces.items()}
         missing = {}
         for i, step in enumerate(chosen):
-            for need in NEEDS.get(step, ()):
-                if need not in chosen[:i] and not self.path(PRODUCES[need]).is_file():
-                    missing.setdefault(need, self.path(PRODUCES[need]))
+            for need in self.needs.get(step, ()):
+                if need not in chosen[:i] and not made[need].is_file():
+                    missing.setdefault(need, made[need])
         if missing:
             todo, also = list(missing), set(missing)  # the missing steps' own missing inputs, for the suggestion
             while todo:
-                for need in NEEDS.get(todo.pop(), ()):
-                    if need not in also and need not in chosen and not self.path(PRODUCES[need]).is_file():
+                for need in self.needs.get(todo.pop(), ()):
+                    if need not in also and need not in chosen and not made[need].is_file():
                         also.add(need)
                         todo.append(need)
-            first = [s for s in STEPS if s in also or s in chosen]
+            first = [s for s in self.steps if s in also or s in chosen]
             files = "; ".join(f"{p} (made by step {s})" for s, p in missing.items())
             raise UsageError(f"--only {' '.join(chosen)} in {self.work_dir}: needs {files}. Run those steps first, "
-                             f"e.g. unidet experiment --plan {self.mode} --seed {self.seed} --work-dir {self.work_dir} "
+                             f"e.g. {self.command} --plan {self.mode} --seed {self.seed} --work-dir {self.work_dir} "
                              f"--only {' '.join(first)} (or without --only: every step)")
 
     def continue_report(self, out: Path) -> None:

@@ -294,7 +294,7 @@ def test_experiment_stage2_model_establishes_its_encoder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     generate_world("data/synthetic", seed=0, size="tiny")
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "stage2_partitioned.py")
-    sd = {k: np.asarray(v.numpy()) for k, v in build_model(cfg.model).state_dict().items()}
+    sd = {k: np.asarray(v.numpy()) for k, v in build_model(cfg).state_dict().items()}
     cats = json.loads(Path("data/synthetic/train_a.json").read_text())["categories"]
     # runner.train_from_config records the (first) training set's CLASSES, in category-id order
     meta = {"CLASSES": [c["name"] for c in sorted(cats, key=lambda c: c["id"])]}

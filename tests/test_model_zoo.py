@@ -153,15 +153,15 @@ def clip_detector_weights(visual_sd, rng, partitioned: bool):
     return sd
 
 
-def jittor_weights(model_cfg):
-    """Official-named weights of our model of ``model_cfg`` (random init, seeded: the same whatever seed earlier
+def jittor_weights(cfg):
+    """Official-named weights of our model of the config ``cfg`` (random init, seeded: the same whatever seed earlier
     tests left), as torch tensors."""
     import jittor as jt
 
     from unidetector.engine.runner import build_model
 
     jt.set_global_seed(0)
-    model = build_model(model_cfg)
+    model = build_model(cfg)
     return OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v.numpy()))) for k, v in model.state_dict().items())
 
 
@@ -222,7 +222,7 @@ def zoo(tmp_path_factory):
         sd[f"rpn_head.{name}.bias"] = 0.01 * torch.randn(shape[0])
     end2end = save_mmcv_checkpoint(root / "end2end.pth", sd, e2e_cfg.pretty_text, coco)
     stage1_cfg = tiny_stage1_config()
-    stage1 = save_mmcv_checkpoint(root / "stage1.pth", jittor_weights(stage1_cfg.model), stage1_cfg.pretty_text,
+    stage1 = save_mmcv_checkpoint(root / "stage1.pth", jittor_weights(stage1_cfg), stage1_cfg.pretty_text,
                                   coco)
     (root / "tiny_stage2.py").write_text(
         f"_base_ = [{str(REPO / 'configs' / 'coco_objects365_2ndstage_roi.py')!r}]\n" + "\n".join(
@@ -491,7 +491,7 @@ def test_inference_builds_need_no_training_files(zoo, tmp_path, capsys):
                          "--encoder", f"clip:{zoo['rn50']}", "--no-draw", "--out", tmp_path / "out")
     assert code == 0, err
     with pytest.raises(EmbeddingFileError, match=r"not found: \./clip_embeddings/coco_clip_a\+cname_rn50_manyprompt"):
-        build_model(load_config(zoo["stage2_cfg"]).model)
+        build_model(load_config(zoo["stage2_cfg"]))
 
 
 def test_checkpoint_kinds_are_named(zoo, tmp_path, capsys):

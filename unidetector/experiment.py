@@ -264,7 +264,7 @@ class Experiment:
 
         options = {"data.test.proposal_file": str(proposal_file)} if proposal_file else None
         cfg = self.config("stage2_lvis_inference.py", options)
-        model = build_model(cfg.model, getattr(cfg, "filename", None))
+        model = build_model(cfg)
         load_weights(model, checkpoint, log=lambda *_: None, allow_partial=allow_partial)
         dataset = build_dataset(cfg.data.test, "data.test", test_mode=True, filename=getattr(cfg, "filename", None))
         head = cfg.model.roi_head.bbox_head

@@ -35,7 +35,7 @@ def run(args) -> int:
     from ..engine.runner import build_model, load_weights
 
     cfg = load_config(args.config, args.cfg_options)
-    model = build_model(cfg.model, getattr(cfg, "filename", None))
+    model = build_model(cfg)
     load_weights(model, args.checkpoint, allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint",
                  model_cfg=cfg.model)
     for ann, img_dir, out in zip(args.ann, args.img_dir, args.out):

@@ -80,11 +80,11 @@ def build_loaded(model_cfg, state_dict, path, embed_dim=None):
     """The model of ``model_cfg`` with the weights of ``state_dict`` (strict), in eval mode; built
     without the box heads' training-time files (``without_data_files``)."""
     from ..convert.state_dict import StateDictError, load_state_dict
-    from .runner import build_model
+    from ..models.builder import build_detector
     from ..models.roi_heads.bbox_heads.bbox_head_clip import without_data_files
 
     with without_data_files(embed_dim):
-        model = build_model(model_cfg, f"{path} (its config)")
+        model = build_detector(model_cfg, filename=f"{path} (its config)")
     try:
         load_state_dict(model, state_dict, strict=True)
     except StateDictError as e:

@@ -20,7 +20,7 @@ def generate_proposals(cfg, checkpoint, ann_file: str, img_dir: str, out: str, m
     from .runner import build_dataset, build_model, load_weights
 
     if model is None:
-        model = build_model(cfg.model, getattr(cfg, "filename", None))
+        model = build_model(cfg)
         load_weights(model, checkpoint, log=log, allow_partial=bool(cfg.get("allow_partial_load")),
                      what="checkpoint", model_cfg=cfg.model)
     test_cfg = dict(cfg.data.test)

@@ -33,11 +33,10 @@ SECTION_KEYS = {
 UNSUPPORTED_TOP = ("momentum_config", "custom_imports", "auto_scale_lr")
 #: Top-level keys this engine (or the tools around it) reads; a near-miss of one of these that the config
 #: does not set is refused (``lr_confg``). Helper variables (pipelines, ``img_norm_cfg``, ...) stay allowed.
-READ_TOP = ("model", "data", "optimizer", "optimizer_config", "lr_config", "runner", "total_epochs",
-            "checkpoint_config", "log_config", "evaluation", "fp16", "load_from", "resume_from", "work_dir", "seed",
-            "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config", "allow_partial_load",
-            "text_encoder",
-            "test_pipeline", "train_pipeline", *UNSUPPORTED_TOP)
+READ_TOP = ("model", "train_cfg", "test_cfg", "data", "optimizer", "optimizer_config", "lr_config", "runner",
+            "total_epochs", "checkpoint_config", "log_config", "evaluation", "fp16", "load_from", "resume_from",
+            "work_dir", "seed", "workflow", "dist_params", "log_level", "custom_hooks", "jittor_config",
+            "allow_partial_load", "text_encoder", "test_pipeline", "train_pipeline", *UNSUPPORTED_TOP)
 
 
 class EngineConfigError(UnidetError, ValueError):
@@ -94,12 +93,13 @@ def check_config(cfg, for_training=True) -> None:
         raise EngineConfigError(f"{src}: unsupported or missing settings:\n  - " + "\n  - ".join(problems))
 
 
-def build_model(model_cfg, filename: str | None = None):
-    """The model of the config section ``model_cfg`` (``build_detector``); errors name ``filename`` (the config
-    file) and the key path."""
+def build_model(cfg):
+    """The model of a whole config: ``cfg.model`` (``build_detector``) with the old top-level ``train_cfg`` /
+    ``test_cfg`` handed to it as mmdet 2.x does (an error where the model section has its own); errors name the
+    config file and the key path."""
     from ..models.builder import build_detector
 
-    return build_detector(model_cfg, filename=filename)
+    return build_detector(cfg.model, cfg.get("train_cfg"), cfg.get("test_cfg"), filename=getattr(cfg, "filename", None))
 
 
 def build_dataset(data_cfg, key_path, test_mode=False, filename: str | None = None):
@@ -214,7 +214,7 @@ def train_from_config(cfg, work_dir=None, resume=None, accumulate_steps=1, amp=F
     cfg.seed = seed
     seed_everything(seed)  # model init identical on every rank (Jittor also broadcasts on the first step)
 
-    model = build_model(cfg.model, getattr(cfg, "filename", None))
+    model = build_model(cfg)
     jt.sync_all()  # Jittor draws the random init lazily: do it now, right after seeding
     log = print if rank == 0 else (lambda *_: None)
     dataset = build_dataset(cfg.data.train, "data.train", filename=getattr(cfg, "filename", None))
@@ -298,7 +298,7 @@ def test_from_config(cfg, checkpoint, out=None, eval_metrics=None, format_only=F
         raise UsageError("--format-only needs --json-out FILE")
     if not (out or eval_metrics or format_only):
         raise UsageError("nothing to do: give at least one of --out, --eval, --format-only")
-    model = build_model(cfg.model, getattr(cfg, "filename", None))
+    model = build_model(cfg)
     load_weights(model, checkpoint, log=print if rank == 0 else (lambda *_: None),
                  allow_partial=bool(cfg.get("allow_partial_load")), what="checkpoint", model_cfg=cfg.model)
     test_cfg = cfg.data.test

@@ -98,11 +98,11 @@ class OlnRPNHead(nn.Module):
         self.objectness_type = objectness_type
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         if train_cfg is not None:
-            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
-            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
-            self.objectness_assigner = build(train_cfg["objectness_assigner"], TASK_UTILS,
+            self.assigner = build(train_cfg.get("assigner"), TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
+            self.sampler = build(train_cfg.get("sampler"), TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
+            self.objectness_assigner = build(train_cfg.get("objectness_assigner"), TASK_UTILS,
                                              key_path="model.train_cfg.rpn.objectness_assigner")
-            self.objectness_sampler = build(train_cfg["objectness_sampler"], TASK_UTILS,
+            self.objectness_sampler = build(train_cfg.get("objectness_sampler"), TASK_UTILS,
                                             key_path="model.train_cfg.rpn.objectness_sampler")
 
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)

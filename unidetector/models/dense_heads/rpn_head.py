@@ -65,8 +65,8 @@ class RPNHead(nn.Module):
         self.loss_bbox = build(loss_bbox, MODELS, key_path="model.rpn_head.loss_bbox")
         self.train_cfg, self.test_cfg = train_cfg, test_cfg
         if train_cfg:
-            self.assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
-            self.sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
+            self.assigner = build(train_cfg.get("assigner"), TASK_UTILS, key_path="model.train_cfg.rpn.assigner")
+            self.sampler = build(train_cfg.get("sampler"), TASK_UTILS, key_path="model.train_cfg.rpn.sampler")
         num_anchors = self.anchor_generator.num_base_anchors[0]
         self.rpn_conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.rpn_cls = nn.Conv2d(feat_channels, num_anchors, 1)

@@ -67,8 +67,8 @@ class StandardRoIHead(nn.Module):
         self.with_proposal_score = with_proposal_score
         self.bbox_assigner = self.bbox_sampler = None
         if train_cfg:
-            self.bbox_assigner = build(train_cfg["assigner"], TASK_UTILS, key_path="model.train_cfg.rcnn.assigner")
-            self.bbox_sampler = build(train_cfg["sampler"], TASK_UTILS, key_path="model.train_cfg.rcnn.sampler")
+            self.bbox_assigner = build(train_cfg.get("assigner"), TASK_UTILS, key_path="model.train_cfg.rcnn.assigner")
+            self.bbox_sampler = build(train_cfg.get("sampler"), TASK_UTILS, key_path="model.train_cfg.rcnn.sampler")
 
     @property
     def with_shared_head(self) -> bool:

@@ -172,7 +172,7 @@ def test_world_clip_cache_key():
 def test_experiment_amp_runs_every_step_with_bfloat16_training_convolutions(tmp_path):
     """``unidet experiment --amp``: each step runs with channels_last.train_dtype() bfloat16 where the processor has
     it (float32 elsewhere), recorded in the report's settings; without it float32, and the process-wide setting is
-    float32 again afterwards."""
+    float32 again afterwards; a wrong UNIDET_TRAIN_DTYPE is a usage error before any step."""
     from unidetector.experiment import Experiment
     from unidetector.models.layers import channels_last
     from unidetector.ops import onednn
@@ -193,6 +193,12 @@ def test_experiment_amp_runs_every_step_with_bfloat16_training_convolutions(tmp_
     assert seen == [want, "float32"]
     assert reports[True]["settings"]["train_dtype"] == want and reports[False]["settings"]["train_dtype"] == "float32"
     assert channels_last.TRAIN_DTYPE == "float32"
+    from unidetector.errors import UsageError
+
+    seen.clear()
+    with channels_last.training_dtype("fp16"), pytest.raises(UsageError, match="UNIDET_TRAIN_DTYPE .*got 'fp16'"):
+        Probe(tmp_path / "bad", log=lambda *_: None).run_steps(["stage1_probe"], None, tmp_path / "bad.json", 0.0)
+    assert seen == []  # refused before the step
 
 
 def test_only_names_what_earlier_steps_must_leave_and_continues_the_report(tmp_path):

@@ -481,8 +481,9 @@ class Experiment:
 
         with channels_last.training_dtype("bfloat16" if self.amp else channels_last.TRAIN_DTYPE):
             settings = self.report.setdefault("settings", {})
+            dtype = channels_last.train_dtype()  # a wrong UNIDET_TRAIN_DTYPE stops here, before any step
             if any(name.startswith(TRAINING_STEPS) for name in (only or steps)):
-                dtype, before = channels_last.train_dtype(), settings.get("train_dtype")
+                before = settings.get("train_dtype")
                 settings["train_dtype"] = dtype if before in (None, dtype) or not only else "mixed"
             for i, name in enumerate(steps, 1):
                 if only and name not in only:

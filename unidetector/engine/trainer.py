@@ -131,6 +131,7 @@ class Trainer:
         self.amp = bool(amp)
         self.scaler = LossScaler(loss_scale) if amp else None
         self.amp_compute = enable_amp() if amp else None  # "float16" (GPU), "bfloat16" (CPU convolutions) or None
+        channels_last.train_dtype()  # a wrong UNIDET_TRAIN_DTYPE stops here, before the first iteration
         self.seed = int(seed)
         self.checkpoint_interval = int(checkpoint_interval)
         self.checkpoint_iter_interval = int(checkpoint_iter_interval or 0)

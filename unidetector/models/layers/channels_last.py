@@ -99,7 +99,9 @@ def _supported(value: str, name: str, what: str) -> str:
     """``value`` (float32 or bfloat16), or float32 (with a note printed once) where the processor has no bfloat16
     instructions; ``name`` is the setting, for the error."""
     if value not in onednn.DTYPES:
-        raise ValueError(f"{name} must be one of {onednn.DTYPES}, got {value!r}")
+        from ...errors import UsageError
+
+        raise UsageError(f"{name} must be one of {', '.join(onednn.DTYPES)}, got {value!r}")
     if value == "bfloat16" and not onednn.bf16_supported():
         if what not in _noted:
             _noted.add(what)

@@ -7,7 +7,8 @@
   weights, as in mmcv's ``Fp16OptimizerHook``).
 * **CPU**: Jittor has no fast fp16 CPU kernels; on processors with AMX or AVX-512-BF16 the channels-last
   training convolutions (:func:`unidetector.ops.onednn.conv2d_nhwc`) read bfloat16 copies of their operands
-  and accumulate in float32 (weights, gradients, BatchNorm and activations stay float32); elsewhere the
+  and accumulate in float32, and the fixed (frozen, running-statistics) blocks run in bfloat16 (weights,
+  gradients, trained BatchNorms and their activations stay float32); elsewhere the
   compute stays fp32 and a warning says so. Loss scaling still runs (bfloat16 has float32's exponent range,
   so it is only harmless: scale, unscale, overflow check), which keeps the code path testable on CPU.
 * Loss scaling (mmcv ``LossScaler``): the loss is multiplied by ``scale`` before ``backward``; gradients

@@ -23,7 +23,7 @@ processors, float32 accumulation and results (mixed precision; BatchNorm, activa
 In training, the layers that are fixed functions — frozen (no parameter takes gradients) and with
 running-statistics BatchNorm, such as the official stage 2's stem and layer1 or the synthetic stage 2's whole
 C4 backbone — compute exactly what they compute at inference and need no backward graph; on the CPU they take
-this path too, in float32 (:func:`fixed`, :func:`fixed_enabled`).
+this path too, in float32, or in bfloat16 with :data:`TRAIN_DTYPE` (:func:`fixed`, :func:`fixed_enabled`).
 
 The layers that train run channels-last too on the CPU (:func:`train_enabled`; ``UNIDET_CHANNELS_LAST_TRAIN=0``
 turns it off): each convolution and its two gradients are oneDNN calls on the NHWC tensors
@@ -243,8 +243,8 @@ def leading_fixed(groups) -> int:
 def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=None) -> list:
     """Apply ``blocks`` (callables ``block(x, layers)``, NCHW with ``layers=None``) to a NCHW batch, channels-last
     in between on the CPU: in inference (:func:`enabled` for ``owner``) fused; in training the first
-    ``fixed_count`` blocks (frozen, running statistics: :func:`fixed`) through the inference path in float32 without a
-    backward graph (the same function, no gradients to keep) where :func:`fixed_enabled`, and the others through
+    ``fixed_count`` blocks (frozen, running statistics: :func:`fixed`) through the inference path (float32, or
+    bfloat16 with :data:`TRAIN_DTYPE`) without a backward graph (the same function, no gradients to keep) where :func:`fixed_enabled`, and the others through
     :data:`TRAINING` where :func:`train_enabled` (else NCHW).
 
     Returns the list of the NCHW outputs after the blocks ``taps`` (indices; default: the last block only), e.g. the
@@ -263,13 +263,13 @@ def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=N
     modules = [getattr(block, "__self__", block) for block in blocks[start:]]  # a stem may be a method
     layers = TRAINING if owner.is_training() and train_enabled(*modules) else None
     if skip_graph:
-        with jt.no_grad():
-            y = onednn.to_channels_last(x, "float32")
+        with jt.no_grad():  # in the training convolutions' operand type (bfloat16 with --amp)
+            y = onednn.to_channels_last(x, train_dtype())
             for i, block in enumerate(blocks[:start]):
                 y = block(y, INFERENCE)
                 if i in want:
                     outs[i] = to_nchw(y).stop_grad()
-        x = (y if layers is not None else to_nchw(y)).stop_grad()
+        x = (y.float32() if layers is not None else to_nchw(y)).stop_grad()
     elif layers is not None:
         x = onednn.to_channels_last(x, "float32")
     for i, block in enumerate(blocks[start:], start):

@@ -30,8 +30,9 @@ turns it off): each convolution and its two gradients are oneDNN calls on the NH
 (:func:`unidetector.ops.onednn.conv2d_nhwc`), the BatchNorms (batch or running statistics), ReLUs, residual
 adds and block pools are OpenMP kernels over (rows, channels), all differentiable, in float32 (the convolutions'
 operands bfloat16 with :data:`TRAIN_DTYPE`), with the results of the NCHW path up to the order of summation.
-:data:`INFERENCE` and :data:`TRAINING` are the two sets of layer functions a block is given (``block(x, layers)``); :func:`run_blocks` picks one for a chain of blocks (the
-CLIP backbone and RoI layer4, the stage-1 ResNet's residual stages).
+:data:`INFERENCE` and :data:`TRAINING` are the two sets of layer functions a block is given
+(``block(x, layers)``); :func:`run_blocks` picks one for a chain of blocks (the CLIP backbone and RoI layer4, the
+stage-1 ResNet's residual stages).
 """
 from __future__ import annotations
 
@@ -244,8 +245,8 @@ def run_blocks(owner: nn.Module, x: jt.Var, blocks, fixed_count: int = 0, taps=N
     """Apply ``blocks`` (callables ``block(x, layers)``, NCHW with ``layers=None``) to a NCHW batch, channels-last
     in between on the CPU: in inference (:func:`enabled` for ``owner``) fused; in training the first
     ``fixed_count`` blocks (frozen, running statistics: :func:`fixed`) through the inference path (float32, or
-    bfloat16 with :data:`TRAIN_DTYPE`) without a backward graph (the same function, no gradients to keep) where :func:`fixed_enabled`, and the others through
-    :data:`TRAINING` where :func:`train_enabled` (else NCHW).
+    bfloat16 with :data:`TRAIN_DTYPE`) without a backward graph (the same function, no gradients to keep) where
+    :func:`fixed_enabled`, and the others through :data:`TRAINING` where :func:`train_enabled` (else NCHW).
 
     Returns the list of the NCHW outputs after the blocks ``taps`` (indices; default: the last block only), e.g. the
     last block of each residual stage for an FPN."""

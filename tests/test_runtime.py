@@ -99,6 +99,9 @@ def test_doctor_json_reports_onednn():
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["jittor_version"].startswith("1.3")
     assert isinstance(report["onednn"], bool)
+    from unidetector.ops import onednn
+
+    assert (report["bfloat16"] is not None) == (report["onednn"] and onednn.bf16_supported())
     if (runtime.DEBIAN_DNNL_INCLUDE / "dnnl.h").exists():
         assert report["onednn"] is True, report
     else:

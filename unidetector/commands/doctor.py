@@ -1,4 +1,4 @@
-"""Check the runtime: Jittor, CUDA/cuDNN, oneDNN, threads, MPI, compile cache.
+"""Check the runtime: Jittor, CUDA/cuDNN, oneDNN, threads, bfloat16 instructions, MPI, compile cache.
 
 Prints what was found and, for each missing piece, what to do about it.
 ``--json`` prints one JSON object instead; ``--warm`` also compiles the kernels of
@@ -45,6 +45,14 @@ def _mpi_report() -> dict:
     return {"mpirun": mpirun, "mpicc": shutil.which("mpicc"), "version": version}
 
 
+def _bf16_report(onednn: bool) -> str | None:
+    """The processor's bfloat16 instructions oneDNN uses (``amx_bf16``, ``avx512_bf16``), or None: what
+    ``--amp`` and ``UNIDET_INFERENCE_DTYPE=bfloat16`` compute with on the CPU."""
+    from ..ops.onednn import bf16_instructions
+
+    return (" + ".join(bf16_instructions()) or None) if onednn else None
+
+
 def collect() -> dict:
     """Import Jittor through the bootstrap and report what it runs with."""
     from .. import runtime
@@ -63,6 +71,7 @@ def collect() -> dict:
         "nvcc": getattr(compiler, "nvcc_path", "") or None,
         "cudnn": compile_extern.cudnn is not None,
         "threads": state.get("threads"),
+        "bfloat16": _bf16_report(compile_extern.mkl_ops is not None),
         "mpi": _mpi_report(),
         "in_mpi": bool(jt.in_mpi),
         "cache_dir": str(compiler.cache_path),
@@ -114,6 +123,10 @@ def run(args) -> int:
         f"{ok if report['cuda_devices'] else bad}CUDA devices: {report['cuda_devices']}"
         f" (jittor cuda={'on' if report['cuda'] else 'off'}, cuDNN={'on' if report['cudnn'] else 'off'})",
         f"{ok}CPU threads: {report['threads']}",
+        f"{ok if report['bfloat16'] else bad}bfloat16 on the CPU: "
+        + (f"{report['bfloat16']} (--amp trains convolutions in bfloat16; UNIDET_INFERENCE_DTYPE=bfloat16 available)"
+           if report["bfloat16"] else "no AMX / AVX-512-BF16 (or no oneDNN): --amp and bfloat16 inference compute "
+           "in float32"),
         f"{ok if report['mpi']['mpirun'] else bad}MPI: {report['mpi']['version'] or 'not found'}",
         f"{ok}compile cache: {report['cache_dir']} ({report['cache_bytes'] / 2**20:.0f} MiB)",
     ]

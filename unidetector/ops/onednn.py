@@ -36,14 +36,19 @@ def available() -> bool:
     return getattr(jt.compile_extern, "mkl_ops", None) is not None
 
 
-def bf16_supported() -> bool:
-    """True when the processor has bfloat16 instructions oneDNN uses (``amx_bf16`` or ``avx512_bf16``)."""
+def bf16_instructions() -> list:
+    """The processor's bfloat16 instructions that oneDNN uses, of ``amx_bf16`` and ``avx512_bf16`` (/proc/cpuinfo)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        return []
+    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
+
+
+def bf16_supported() -> bool:
+    """True when the processor has bfloat16 instructions oneDNN uses (``amx_bf16`` or ``avx512_bf16``)."""
+    return bool(bf16_instructions())
 
 
 def link_flags() -> dict:

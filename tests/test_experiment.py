@@ -111,6 +111,9 @@ def test_warm_plan_runs_every_step_on_a_tiny_world(tmp_path, monkeypatch):
     again = Experiment(tmp_path, plan="warm", progress=False, log=lambda *_: None)
     again.run(only=["world_clip"])
     assert again.report["world_clip"]["cached"] is True and again.report["world_clip"]["cache_key"] == wc["cache_key"]
+    # --only continued the run's report: the other steps' results are still there, on disk too
+    assert again.report["lvis"] == report["lvis"] and again.report["timings"]["stage2"] == report["timings"]["stage2"]
+    assert json.loads((tmp_path / "report.json").read_text())["lvis"] == report["lvis"]
     # ... and a new experiment of the same world does not draw the web scenes at all
     fresh = Experiment(tmp_path / "second", plan="warm", progress=False, log=lambda *_: None)
     fresh.run(only=["world", "world_clip"])

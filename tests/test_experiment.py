@@ -196,6 +196,11 @@ def test_experiment_amp_runs_every_step_with_bfloat16_training_convolutions(tmp_
     assert seen == [want, "float32"]
     assert reports[True]["settings"]["train_dtype"] == want and reports[False]["settings"]["train_dtype"] == "float32"
     assert channels_last.TRAIN_DTYPE == "float32"
+    # --only re-training the --amp run's step in float32: the report says the run is mixed (where bf16 ran at all)
+    again = Probe(tmp_path / "True", log=lambda *_: None)
+    again.continue_report(again.work_dir / "report.json")
+    again.run_steps(["stage1_probe"], ["stage1_probe"], again.work_dir / "report.json", 0.0)
+    assert again.report["settings"]["train_dtype"] == ("mixed" if want == "bfloat16" else "float32")
     from unidetector.errors import UsageError
 
     seen.clear()

@@ -91,7 +91,8 @@ def test_training_conv_and_its_gradients_equal_jittor_conv(case, compute):
                                                                           want_dx), ("dw", got_dw.numpy(), want_dw)):
         r = r.numpy()
         np.testing.assert_allclose(g, r, rtol=tol[0], atol=tol[1] * np.abs(r).max(), err_msg=f"{name} ({compute})")
-        if compute == "bfloat16" and (name != "dw" or want.shape[2] * want.shape[3] >= onednn.BF16_WEIGHT_GRAD_MIN_AREA):
+        bf16_here = name != "dw" or want.shape[2] * want.shape[3] >= onednn.BF16_WEIGHT_GRAD_MIN_AREA
+        if compute == "bfloat16" and bf16_here:
             assert np.abs(g - r).max() > 1e-6 * np.abs(r).max(), f"{name}: bfloat16 asked for, float32 computed"
     with pytest.raises(ValueError, match="does not fit"):
         onednn.conv2d_nhwc(x, conv.weight)  # NCHW input

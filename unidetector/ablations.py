@@ -155,7 +155,8 @@ class Ablations(Experiment):
     """The ablation plan (module doc). ``plan``/``quick`` as :class:`Experiment` (the stage schedules are the
     experiment's); ``n_boot`` overrides the plan's bootstrap resamples."""
 
-    steps, command = STEPS, "unidet experiment --ablations"
+    steps, command, kind = STEPS, "unidet experiment --ablations", "ablation"
+    report_file, markdown_file = "ablations.json", "ablations.md"
     produces = {**{k: v for k, v in PRODUCES.items() if k in STEPS}, "unified_data": WORLD / f"rp_train_{UNIFIED}.pkl",
                 "stage1_rpn": ABLATIONS_DIR / "stage1_rpn" / "latest.pkl",
                 "proposals_rpn": WORLD / f"{RPN_PREFIX}val_lvis.pkl",
@@ -370,29 +371,13 @@ class Ablations(Experiment):
             pass
         write_ablation_report(self.report, self.work_dir, log=self.log)
 
-    # -- driver -----------------------------------------------------------------------------------
-    def run(self, only=None) -> dict:
-        """Run :data:`STEPS` (or ``only`` those, continuing the ``ablations.json`` already in the work dir)."""
-        unknown = sorted(set(only or ()) - set(STEPS))
-        if unknown:
-            raise ValueError(f"unknown ablation step(s) {unknown}; the steps are {', '.join(STEPS)}")
-        if only:
-            self.check_earlier_steps(only)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        out = self.work_dir / "ablations.json"
-        if only and out.is_file():
-            previous = json.loads(out.read_text())
-            self.report = {**previous, **{k: v for k, v in self.report.items() if k not in previous}}
-            self.report["ablations"]["plan"] = self.ablation_plan
-        self.log(f"unidet experiment --ablations ({self.mode}, seed {self.seed}) in {self.work_dir}; "
-                 f"{self.estimate(self.ablation_plan['estimate_min'])}")
-        t_all = time.time()
-        self.run_steps(STEPS, only, out, t_all)
-        if not only:
-            self.report["timings"]["total"] = round(time.time() - t_all, 1)
-            out.write_text(json.dumps(self.report, indent=2))
-        self.log(f"\ndone in {time.time() - t_all:.0f} s: {self.work_dir / 'ablations.md'}")
-        return self.report
+    # -- driver (Experiment.run) --------------------------------------------------------------------
+    def estimate_min(self) -> float:
+        return self.ablation_plan["estimate_min"]
+
+    def continue_report(self, out: Path) -> None:
+        super().continue_report(out)
+        self.report["ablations"]["plan"] = self.ablation_plan  # this run's (n_boot may differ)
 
 
 def calibrated_run(prior: str, gamma: float) -> str:

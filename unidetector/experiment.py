@@ -123,7 +123,8 @@ class Experiment:
     """Run the steps in order, timing each; ``report`` accumulates what ``report.json`` holds."""
 
     steps, produces, needs = STEPS, PRODUCES, NEEDS  # the plan's steps and what --only checks (module constants)
-    command = "unidet experiment"
+    command, kind = "unidet experiment", "experiment"
+    report_file, markdown_file = "report.json", "report.md"
 
     def __init__(self, work_dir, quick: bool = False, seed: int = 0, progress: bool = True, log=print,
                  plan: str | None = None, amp: bool = False):
@@ -526,7 +527,7 @@ class Experiment:
                              f"--only {' '.join(first)} (or without --only: every step)")
 
     def continue_report(self, out: Path) -> None:
-        """``--only``: start from the ``report.json`` already in the work dir (the steps run again replace their
+        """``--only``: start from the report already in the work dir (``out``: the steps run again replace their
         entries; the others are kept), refusing one of another plan or seed."""
         from .errors import UsageError
 
@@ -535,29 +536,34 @@ class Experiment:
         try:
             previous = json.loads(out.read_text())
         except (OSError, ValueError) as e:
-            raise UsageError(f"{out}: not a readable experiment report ({e}); move it away to start afresh") from e
+            raise UsageError(f"{out}: not a readable {self.kind} report ({e}); move it away to start afresh") from e
         if (previous.get("mode"), previous.get("seed")) != (self.mode, self.seed):
             raise UsageError(f"{out} is the report of a {previous.get('mode')} run with seed {previous.get('seed')}; "
                              f"--only with plan {self.mode}, seed {self.seed} would mix two runs. Give the same "
                              "--plan/--quick and --seed, or another --work-dir")
         self.report = {**previous, **{k: v for k, v in self.report.items() if k not in previous}}
-        self.report["timings"] = dict(previous.get("timings", {}))
+
+    def estimate_min(self) -> float:
+        """The plan's minutes with the world-CLIP cached (:data:`PLANS`)."""
+        return self.plan["estimate_min"]
 
     def run(self, only=None) -> dict:
-        unknown = sorted(set(only or ()) - set(STEPS))
+        """Run :attr:`steps` (or ``only`` those, continuing the report already in the work dir); the ablation plan
+        runs through here too."""
+        unknown = sorted(set(only or ()) - set(self.steps))
         if unknown:
-            raise ValueError(f"unknown experiment step(s) {unknown}; the steps are {', '.join(STEPS)}")
-        out = self.work_dir / "report.json"
+            raise ValueError(f"unknown {self.kind} step(s) {unknown}; the steps are {', '.join(self.steps)}")
+        out = self.work_dir / self.report_file
         if only:
             self.check_earlier_steps(only)
             self.continue_report(out)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.log(f"unidet experiment ({self.mode}, seed {self.seed}) in {self.work_dir}; "
-                 f"{self.estimate(self.plan['estimate_min'])}")
+        self.log(f"{self.command} ({self.mode}, seed {self.seed}) in {self.work_dir}; "
+                 f"{self.estimate(self.estimate_min())}")
         t_all = time.time()
-        self.run_steps(STEPS, only, out, t_all)
+        self.run_steps(self.steps, only, out, t_all)
         if not only:
             self.report["timings"]["total"] = round(time.time() - t_all, 1)
             out.write_text(json.dumps(self.report, indent=2))
-        self.log(f"\ndone in {time.time() - t_all:.0f} s: {self.work_dir / 'report.md'}")
+        self.log(f"\ndone in {time.time() - t_all:.0f} s: {self.work_dir / self.markdown_file}")
         return self.report

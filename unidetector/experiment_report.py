@@ -242,9 +242,9 @@ def write_report(report: dict, out_dir: Path, world_dir: Path, raw_results: Path
         figures.append(("detections.png", "raw detections on test images with novel classes (dashed: novel class; "
                         "one box per object, the highest-scoring)"))
     prop = report.get("proposals", {})
-    mixed = report.get("settings", {}).get("train_dtype") == "bfloat16"
+    amp = report.get("settings", {}).get("train_dtype") == "bfloat16"
     lines = [f"# UniDetector on the synthetic open world ({report['mode']}, seed {report['seed']}"
-             f"{', --amp: bfloat16 training convolutions' if mixed else ''})", "",
+             f"{', --amp: bfloat16 training convolutions' if amp else ''})", "",
              "## Proposals (stage 1, class-agnostic, on the test set)", "",
              "| | AR@100 | AR@300 | AR@1000 |", "|---|---|---|---|"]
     for name, prefix in (("all", ""), ("seen classes", "seen_"), ("novel classes", "novel_")):

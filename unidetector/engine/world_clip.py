@@ -8,8 +8,9 @@ keys of a RegionCLIP checkpoint — so it takes the path a real user's RegionCLI
 The cache (``<cache>/world_clip/<key>.pkl``, ``<cache>`` = ``$UNIDET_CACHE_DIR`` or ``~/.cache/unidetector``)
 is keyed by everything the weights depend on: the world version and seed, the web set's size and the
 embedding dimension, the pretraining config (model, data pipeline, optimiser, schedule), the training
-convolutions' operand type where it is not float32 (``UNIDET_TRAIN_DTYPE``) and the software's version, so a second experiment with the same world pays nothing for it (``unidet experiment`` draws the web
-scenes only when the tower is trained).
+convolutions' operand type where it is not float32 (``--amp``, ``UNIDET_TRAIN_DTYPE``) and the software's version,
+so a second experiment with the same world pays nothing for it (``unidet experiment`` draws the web scenes only
+when the tower is trained).
 """
 from __future__ import annotations
 

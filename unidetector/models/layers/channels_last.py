@@ -15,7 +15,8 @@ oneDNN call with its BatchNorm (running statistics), residual add and ReLU as po
 with AMX or AVX-512-BF16 (float32 accumulation, ~1e-2 relative difference from float32; elsewhere
 float32 with a printed note); their inputs and outputs stay float32 NCHW. In training, ``--amp`` (or
 ``UNIDET_TRAIN_DTYPE=bfloat16``, :data:`TRAIN_DTYPE`) gives the training convolutions bfloat16 operands on such
-processors, float32 accumulation and results (mixed precision; BatchNorm, activations and weights stay float32).
+processors, float32 accumulation and results, and runs the fixed blocks below in bfloat16 (mixed precision; weights,
+gradients, trained BatchNorms and their activations stay float32).
 
 ``apply(module, x)`` evaluates one layer on a (N, H, W, C) tensor: ``nn.Conv2d``, ``nn.BatchNorm``
 (running statistics, as in eval mode), ``nn.AvgPool2d`` (kernel = stride, no padding, floor),
@@ -43,6 +44,7 @@ import sys
 import jittor as jt
 from jittor import nn
 
+from ...errors import UsageError
 from ...ops import onednn
 from ...ops.activation import add_relu
 from ...ops.activation import relu as relu_
@@ -100,8 +102,6 @@ def _supported(value: str, name: str, what: str) -> str:
     """``value`` (float32 or bfloat16), or float32 (with a note printed once) where the processor has no bfloat16
     instructions; ``name`` is the setting, for the error."""
     if value not in onednn.DTYPES:
-        from ...errors import UsageError
-
         raise UsageError(f"{name} must be one of {', '.join(onednn.DTYPES)}, got {value!r}")
     if value == "bfloat16" and not onednn.bf16_supported():
         if what not in _noted:

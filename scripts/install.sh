@@ -21,6 +21,9 @@ done
 
 need_debs=()
 [ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
+# Jittor compiles its kernels against Python's headers (python3.X-dev; not installed by default on Ubuntu)
+has_headers='import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_path("include") + "/Python.h"))'
+"$PY" -c "$has_headers" || need_debs+=("python$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev")
 command -v mpirun >/dev/null && command -v mpicc >/dev/null || need_debs+=(openmpi-bin libopenmpi-dev)
 if [ "$REFERENCE" = 1 ] && ! command -v chromium >/dev/null; then need_debs+=(chromium); fi
 if [ ${#need_debs[@]} -gt 0 ]; then

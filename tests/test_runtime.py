@@ -1,5 +1,6 @@
 """The Jittor bootstrap: CPU path without CUDA, oneDNN link or loud fallback."""
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -32,6 +33,33 @@ def test_user_settings_win(monkeypatch, tmp_path):
     env, state = {"nvcc_path": "/opt/cuda/bin/nvcc", "log_silent": "0"}, {}
     runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl")
     assert env["nvcc_path"] == "/opt/cuda/bin/nvcc" and env["log_silent"] == "0"
+
+
+@pytest.mark.parametrize("python, preset, expected", [((3, 11), None, None), ((3, 12), None, "0"),
+                                                     ((3, 13), None, "0"), ((3, 12), "4", "4")])
+def test_python_312_compiles_kernels_serially(monkeypatch, tmp_path, python, preset, expected):
+    """Jittor 1.3.11's parallel op compiler segfaults on Python 3.12 (two kernels compiled together: address 0x10
+    in a compile thread); the bootstrap turns it off there unless the user set it."""
+    monkeypatch.setattr(runtime, "cuda_device_count", lambda: 0)
+    env, state = ({} if preset is None else {"use_parallel_op_compiler": preset}), {}
+    runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl", python=python)
+    assert env.get("use_parallel_op_compiler") == expected
+    assert ("use_parallel_op_compiler" in state.get("env_set", {})) == (preset is None and expected is not None)
+
+
+def test_base_python_config_for_a_virtual_environment_without_one(tmp_path):
+    """A venv of a pyenv / conda / self-built Python has no python3.X-config where Jittor looks: the base
+    interpreter's is used; one that Jittor finds itself is left to it; none anywhere: None (Jittor's own error)."""
+    version = (3, 99)  # no such file in /usr/bin or /usr/local/bin
+    venv, base = tmp_path / "venv" / "bin", tmp_path / "base"
+    venv.mkdir(parents=True)
+    (base / "bin").mkdir(parents=True)
+    executable = str(venv / "python3.99")
+    assert runtime.base_python_config(executable, str(base), version) is None
+    (base / "bin" / "python3.99-config").write_text("#!/bin/sh\n")
+    assert runtime.base_python_config(executable, str(base), version) == base / "bin" / "python3.99-config"
+    (venv / "python3.99-config").write_text("#!/bin/sh\n")
+    assert runtime.base_python_config(executable, str(base), version) is None
 
 
 def test_canonical_interpreter_names_the_versioned_link_of_the_same_interpreter(tmp_path):
@@ -106,3 +134,19 @@ def test_doctor_json_reports_onednn():
         assert report["onednn"] is True, report
     else:
         assert report["onednn"] is False and any("libdnnl-dev" in f for f in report["fixes"])
+
+
+def test_cuda_test_session_refuses_a_machine_without_cuda():
+    """``UNIDET_TEST_CUDA=1`` (scripts/device_check.sh on a GPU machine): without a CUDA device the pytest session
+    stops at once with exit code 2 and says why, so CPU results are never reported as CUDA ones."""
+    import jittor as jt
+
+    if jt.has_cuda:
+        pytest.skip("a CUDA device is present: the session would run on it")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_goldens.py"],
+                         cwd=root, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "UNIDET_TEST_CUDA": "1"})
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "UNIDET_TEST_CUDA is set, but Jittor found no CUDA device" in out.stdout + out.stderr
+    assert " passed" not in out.stdout

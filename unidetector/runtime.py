@@ -16,6 +16,13 @@ What it does, once per process, *before* Jittor is imported:
   (:func:`canonical_interpreter`).
 * **Quiet logs** (``log_silent=1`` unless ``UNIDET_VERBOSE`` is set), the CPU
   thread count, and offline-safe flags for optional CUDA libraries.
+* **python3.X-config of a virtual environment.** Jittor asks ``python3.X-config`` for the include flags and looks
+  for it beside ``sys.executable`` and in ``/usr/bin``, ``/usr/local/bin``: a virtual environment made from a
+  pyenv / conda / self-built Python has none there, and the import failed. We point ``python_config_path`` at the
+  base interpreter's (``sys.base_prefix/bin``) when only that one exists.
+* **Python 3.12+: kernels compiled one at a time** (``use_parallel_op_compiler=0``): Jittor 1.3.11's
+  parallel op compiler segfaults there (address 0x10 in a compile thread, as soon as two kernels are compiled
+  together; Python 3.12.1, 2026-12-01), while compiling serially gives the same kernels.
 
 Every decision is recorded in :data:`STATE` so that ``unidet doctor`` can
 report it.
@@ -96,11 +103,28 @@ def link_debian_onednn(target: Path = ONEDNN_DIR) -> bool:
     return (include / "dnnl.h").exists() and lib.exists()
 
 
-def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR) -> dict:
+def base_python_config(executable: str = sys.executable, base_prefix: str = sys.base_prefix,
+                       version=sys.version_info) -> Path | None:
+    """The base interpreter's ``python3.X-config`` where Jittor's own search (beside ``executable``, in
+    ``/usr/bin`` and ``/usr/local/bin``) finds none and ``base_prefix/bin`` has it; else None."""
+    name = f"python{version[0]}.{version[1]}-config"
+    here = Path(executable).parent
+    searched = [here / name, Path("/usr/bin") / name, Path("/usr/local/bin") / name, here / "python3-config"]
+    if any(p.is_file() for p in searched):
+        return None
+    base = Path(base_prefix) / "bin" / name
+    return base if base.is_file() else None
+
+
+#: the first Python on which Jittor 1.3.11's parallel op compiler crashes
+SERIAL_COMPILE_FROM = (3, 12)
+
+
+def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR, python=None) -> dict:
     """Prepare ``env`` (default ``os.environ``) for ``import jittor``; idempotent.
 
-    ``env``, ``state`` and ``onednn_dir`` are parameters so that tests can run the
-    decisions on a scratch environment.
+    ``env``, ``state``, ``onednn_dir`` and ``python`` (the version, default this interpreter's) are parameters
+    so that tests can run the decisions on a scratch environment.
     """
     env = os.environ if env is None else env
     state = STATE if state is None else state
@@ -143,6 +167,12 @@ def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR) -> dict:
             "  Fix: sudo apt-get install libdnnl-dev   (then re-run; the link is made for you)\n"
             + "!" * 78, RuntimeWarning, stacklevel=2)
 
+    config = base_python_config()
+    if config is not None:
+        setdefault_env("python_config_path", str(config), "the base interpreter's: the environment has none")
+    if tuple(python or sys.version_info[:2]) >= SERIAL_COMPILE_FROM:
+        setdefault_env("use_parallel_op_compiler", "0",
+                       "Python 3.12+: Jittor 1.3.11's parallel op compiler segfaults there")
     if not env.get("UNIDET_VERBOSE"):
         setdefault_env("log_silent", "1", "quiet Jittor logs; UNIDET_VERBOSE=1 shows them")
     state["threads"] = int(env.get("OMP_NUM_THREADS", os.cpu_count() or 1))

@@ -119,14 +119,15 @@ def _axis_weights(start, size, n_out: int, sampling_ratio: int, length: int):
     grid = (torch.full_like(size, float(sampling_ratio)) if sampling_ratio > 0
             else torch.ceil(size / n_out)).to(torch.int64)
     g_max = int(grid.max()) if k else 0
-    weights = torch.zeros(k, n_out, length, dtype=torch.float32)
+    weights = torch.zeros(k, n_out, length, dtype=torch.float32, device=start.device)
     if g_max == 0:
         return weights, grid
-    p = torch.arange(n_out, dtype=torch.float32)[None, :, None]
-    i = torch.arange(g_max, dtype=torch.float32)[None, None, :]
+    p = torch.arange(n_out, dtype=torch.float32, device=start.device)[None, :, None]
+    i = torch.arange(g_max, dtype=torch.float32, device=start.device)[None, None, :]
     s = start[:, None, None] + p * bin_size[:, None, None] + (i + 0.5) * bin_size[:, None, None] / \
         grid.clamp(min=1)[:, None, None].to(torch.float32)
-    valid = (torch.arange(g_max)[None, None, :] < grid[:, None, None]) & (s >= -1.0) & (s <= length)
+    samples = torch.arange(g_max, device=start.device)[None, None, :]
+    valid = (samples < grid[:, None, None]) & (s >= -1.0) & (s <= length)
     s = s.clamp(min=0.0)
     low = s.floor().to(torch.int64)
     at_end = low >= length - 1
@@ -174,7 +175,7 @@ def roi_align(feat: torch.Tensor, rois: torch.Tensor, output_size: int, spatial_
 def _extent(weights):
     """Per RoI, ``[first, last + 1)`` of the map rows (or columns) with a non-zero tap (lists of ints)."""
     used = weights.abs().sum(1) > 0                                                         # (K, L)
-    idx = torch.arange(used.shape[1])
+    idx = torch.arange(used.shape[1], device=used.device)
     first = torch.where(used, idx, used.shape[1]).min(1).values
     last = torch.where(used, idx, -1).max(1).values
     return first.tolist(), (last + 1).tolist()
@@ -284,7 +285,7 @@ def fuse_scores(logits, proposal_scores, calibration=None, beta: float = 0.3):
     ``p^β · o^(1-β)`` with the (K,) proposal scores ``o``."""
     p = torch.sigmoid(logits)
     if calibration is not None:
-        p = p * torch.cat([torch.as_tensor(calibration, dtype=p.dtype), p.new_ones(1)])[None]
+        p = p * torch.cat([torch.as_tensor(calibration, dtype=p.dtype, device=p.device), p.new_ones(1)])[None]
     return p ** beta * proposal_scores.reshape(-1, 1) ** (1.0 - beta)
 
 

@@ -25,12 +25,16 @@ kernel on the same RoIs and maps is reported (``roi_align_seconds``), with
 ``ratio_with_our_roi_align_time_in_torch``, the ratio after swapping the reference's RoIAlign time
 for ours, so that the RoIAlign implementation does not decide the comparison.
 
+``--cuda`` runs both on the GPU (a machine with an NVIDIA GPU: ours with ``jt.flags.use_cuda = 1``, the reference on
+PyTorch's ``cuda`` device, each step timed to the end of its GPU work; the CPU-only levers do not apply, and the
+RoIAlign swap is not made).
+
 ``--amp`` adds mixed precision, all four run alternately: ours with bfloat16 training convolutions (what
 ``unidet train --amp`` does on a CPU with AMX or AVX-512-BF16) and PyTorch under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``: ``ratio_amp`` (ours / PyTorch, both mixed),
 ``ratio_amp_to_torch_float32`` and each side's speed-up over its float32 step.
 
-  python benchmarks/train_step.py [--stages stage1 stage2] [--repeat 3] [--full] [--amp]
+  python benchmarks/train_step.py [--stages stage1 stage2] [--repeat 3] [--full] [--amp | --cuda]
 """
 from __future__ import annotations
 
@@ -221,6 +225,17 @@ def to_reference_targets(stage: str, got: dict, metas) -> dict:
                 class_masks=[t(m) for m in got["class_masks"]])
 
 
+def to_device(value, device: str):
+    """``value`` (tensors in dicts and lists) on ``device``."""
+    if hasattr(value, "to"):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
 def loss_values(losses: dict) -> dict:
     """Loss terms as floats (lists summed), ``loss*`` keys only."""
     out = {}
@@ -273,15 +288,18 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
         batch = random_batch(rng, h, w, proposals=300)
     img, metas, kw = model_inputs(*batch)
     model.train()
-    ref = build_reference(stage, model, ref_kw)  # same weights, before any step
+    device = "cuda" if args.cuda else "cpu"
+    ref = build_reference(stage, model, ref_kw).to(device)  # same weights, before any step
     ours_losses, targets = capture_targets(model, stage, img, metas, kw)
-    ref_losses = ref.losses(torch.from_numpy(batch[0]), targets)
+    targets = to_device(targets, device)
+    t_img = torch.from_numpy(batch[0]).to(device)
+    ref_losses = ref.losses(t_img, targets)
     ours_v, ref_v = loss_values(ours_losses), loss_values(ref_losses)
     loss_diff = max(abs(ours_v[k] - ref_v[k]) / max(abs(ref_v[k]), 1e-6) for k in ref_v)
 
     optimizer = build_optimizer(model, cfg.optimizer)
     t_opt = torch_optimizer(ref, cfg)
-    t_img = torch.from_numpy(batch[0])
+    sync = torch.cuda.synchronize if args.cuda else (lambda: None)
 
     def ours_step():
         t0 = time.perf_counter()
@@ -294,12 +312,14 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
         return time.perf_counter() - t0
 
     def torch_step():
+        sync()
         t0 = time.perf_counter()
         t_opt.zero_grad(set_to_none=True)
         loss = tr.total_loss(ref.losses(t_img, targets))
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in ref.parameters() if p.requires_grad], GRAD_CLIP)
         t_opt.step()
+        sync()
         return time.perf_counter() - t0
 
     steps = dict(ours=ours_step, torch=torch_step)
@@ -325,15 +345,17 @@ def bench_stage(stage: str, args, tmp: str) -> dict:
                    ratio_amp_to_torch_float32=round(med["ours_amp"] / med["torch"], 3),
                    amp_speedup_ours=round(med["ours"] / med["ours_amp"], 3),
                    amp_speedup_torch=round(med["torch"] / med["torch_amp"], 3))
-    t_align = roi_align_seconds(stage, ref, t_img, targets, args.repeat)
-    torch_fast_align = med["torch"] - t_align["torch"] + t_align["ours"]
+    align = {}
+    if not args.cuda:  # the swap of the reference's per-RoI Python RoIAlign for our kernel's time (CPU)
+        t_align = roi_align_seconds(stage, ref, t_img, targets, args.repeat)
+        align = dict(roi_align_seconds=dict((k, round(v, 4)) for k, v in t_align.items()),
+                     ratio_with_our_roi_align_time_in_torch=round(
+                         med["ours"] / (med["torch"] - t_align["torch"] + t_align["ours"]), 3))
     return dict(config=os.path.relpath(STAGE1_SYNTH if stage == "stage1" else STAGE2_SYNTH, ROOT)
                 + (" (full width)" if args.full else ""),
                 image_hw=[h, w], batch=2, seconds=dict((k, round(v, 4)) for k, v in med.items()),
                 first_seconds=dict((k, round(v, 3)) for k, v in first.items()),
-                ratio=round(med["ours"] / med["torch"], 3), loss_diff=float(f"{loss_diff:.3g}"),
-                roi_align_seconds=dict((k, round(v, 4)) for k, v in t_align.items()),
-                ratio_with_our_roi_align_time_in_torch=round(med["ours"] / torch_fast_align, 3), **amp,
+                ratio=round(med["ours"] / med["torch"], 3), loss_diff=float(f"{loss_diff:.3g}"), **align, **amp,
                 losses=dict((k, round(v, 5)) for k, v in ours_v.items()))
 
 
@@ -384,12 +406,23 @@ def main():
     ap.add_argument("--amp", action="store_true",
                     help="also time mixed precision: ours with bfloat16 training convolutions (--amp on the CPU), "
                          "PyTorch under bfloat16 autocast (processors with AMX / AVX-512-BF16)")
+    ap.add_argument("--cuda", action="store_true",
+                    help="both on the GPU: ours with jt.flags.use_cuda=1, the reference on torch's cuda device")
     args = ap.parse_args()
     import torch
 
+    if args.cuda:
+        if args.amp:
+            ap.error("--amp times the CPU's bfloat16 convolutions; it does not go with --cuda")
+        if not (jt.has_cuda and torch.cuda.is_available()):
+            ap.error(f"--cuda: no CUDA device (jittor has_cuda={jt.has_cuda}, "
+                     f"torch.cuda.is_available()={torch.cuda.is_available()})")
+        jt.flags.use_cuda = 1
+
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    result = dict(benchmark="train_step", threads=threads, repeat=args.repeat, torch_version=torch.__version__)
+    result = dict(benchmark="train_step", device="cuda" if args.cuda else "cpu", threads=threads, repeat=args.repeat,
+                  torch_version=torch.__version__)
     with tempfile.TemporaryDirectory() as tmp:
         for stage in args.stages:
             result[stage] = bench_stage(stage, args, tmp)

@@ -19,11 +19,24 @@ for arg in "$@"; do
     esac
 done
 
+# the interpreter of .venv (made from $PY when missing): Jittor 1.3.11 pins numpy < 2, which has no wheels for 3.13
+if [ -x .venv/bin/python ]; then
+    VPY=.venv/bin/python
+else
+    VPY=$PY
+    if ! "$PY" -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))'; then
+        echo "[install] $PY is Python $("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])'); Jittor 1.3.11" \
+             "needs 3.9-3.12 (it pins numpy < 2, which has no wheels for 3.13)." >&2
+        echo "[install]   install python3.12 (or 3.11) and run: PYTHON=python3.12 make demo" >&2
+        exit 2
+    fi
+fi
+
 need_debs=()
 [ -e /usr/include/oneapi/dnnl/dnnl.h ] || need_debs+=(libdnnl-dev)
 # Jittor compiles its kernels against Python's headers (python3.X-dev; not installed by default on Ubuntu)
 has_headers='import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_path("include") + "/Python.h"))'
-"$PY" -c "$has_headers" || need_debs+=("python$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev")
+"$VPY" -c "$has_headers" || need_debs+=("python$("$VPY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-dev")
 command -v mpirun >/dev/null && command -v mpicc >/dev/null || need_debs+=(openmpi-bin libopenmpi-dev)
 if [ "$REFERENCE" = 1 ] && ! command -v chromium >/dev/null; then need_debs+=(chromium); fi
 if [ ${#need_debs[@]} -gt 0 ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -50,3 +51,25 @@ def test_wheel_installs_and_runs_the_experiment(tmp_path):
     report = json.loads((work / "exp" / "report.json").read_text())
     assert report["mode"] == "warm" and "lvis" in report and (work / "exp" / "report.md").is_file()
     assert not (work / "data").exists() and not (work / "work_dirs").exists()   # nothing outside its work dir
+
+
+def test_install_script_refuses_python_313_with_the_fix(tmp_path):
+    """Jittor 1.3.11 pins numpy < 2, which has no wheels for Python 3.13: scripts/install.sh says so (exit 2) before
+    creating the virtual environment, instead of pip failing on a numpy source build. The interpreter is this one
+    with ``sys.version_info`` set to 3.13 before each ``-c`` snippet; the script runs in an empty copy of the
+    checkout (no ``.venv``) and stops before its Debian checks (nothing is installed)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "install.sh", tmp_path / "scripts" / "install.sh")
+    fake = tmp_path / "python3.13"
+    fake.write_text(f"""#!/bin/sh
+if [ "$1" = "-c" ]; then exec {sys.executable} -c "import sys; sys.version_info = (3, 13, 0, 'final', 0)
+$2"; fi
+exec {sys.executable} "$@"
+""")
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", str(tmp_path / "scripts" / "install.sh")], capture_output=True, text=True,
+                         env={**os.environ, "PYTHON": str(fake)}, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "is Python 3.13; Jittor 1.3.11 needs 3.9-3.12" in out.stderr
+    assert "PYTHON=python3.12 make demo" in out.stderr
+    assert not (tmp_path / ".venv").exists()

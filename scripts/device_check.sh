@@ -13,25 +13,6 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD UNIDET_GOLDENS_DIR=$PWD/.gol
 export conv_opt=1  # Jittor 1.3.11 looks for cuDNN 8, the machine has cuDNN 9: Jittor's own convolution kernels
 log() { echo "[$(date +%T)] $*" | tee -a "$OUT/device_check.log"; }
 
-# Jittor asks python3.X-config (looked for beside the interpreter and in /usr/bin) for the include flags and the
-# extension suffix; a virtual environment (the machine's python3 is one) has none: a stand-in answers from the
-# running interpreter's sysconfig
-PY=$(command -v python3)
-if [ -z "${python_config_path:-}" ]; then
-    cat >/tmp/python3-config <<SHIM
-#!/bin/sh
-exec "$PY" -c '
-import sys, sysconfig
-v = sysconfig.get_config_var
-answers = {"--includes": "-I" + sysconfig.get_path("include") + " -I" + sysconfig.get_path("platinclude"),
-           "--extension-suffix": v("EXT_SUFFIX"),
-           "--ldflags": "-L" + str(v("LIBDIR")) + " " + str(v("LIBS") or "") + " " + str(v("SYSLIBS") or "")}
-print(" ".join(answers[a] for a in sys.argv[1:] if a in answers))' "\$@"
-SHIM
-    chmod +x /tmp/python3-config
-    export python_config_path=/tmp/python3-config
-fi
-
 log "install .whl into /tmp/site"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --target /tmp/site \
     .whl/* >>"$OUT/device_check.log" 2>&1 || { log "pip install failed"; exit 1; }

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 
@@ -38,8 +39,8 @@ def test_user_settings_win(monkeypatch, tmp_path):
 @pytest.mark.parametrize("python, preset, expected", [((3, 11), None, None), ((3, 12), None, "0"),
                                                      ((3, 13), None, "0"), ((3, 12), "4", "4")])
 def test_python_312_compiles_kernels_serially(monkeypatch, tmp_path, python, preset, expected):
-    """Jittor 1.3.11's parallel op compiler segfaults on Python 3.12 (two kernels compiled together: address 0x10
-    in a compile thread); the bootstrap turns it off there unless the user set it."""
+    """Jittor 1.3.11's parallel op compiler segfaults on Python 3.12 (address 0x10 in a compile thread, e.g. on a
+    fused ``logical_not(isnan(x))``); the bootstrap turns it off there unless the user set it."""
     monkeypatch.setattr(runtime, "cuda_device_count", lambda: 0)
     env, state = ({} if preset is None else {"use_parallel_op_compiler": preset}), {}
     runtime.bootstrap(env=env, state=state, onednn_dir=tmp_path / "dnnl", python=python)
@@ -47,19 +48,33 @@ def test_python_312_compiles_kernels_serially(monkeypatch, tmp_path, python, pre
     assert ("use_parallel_op_compiler" in state.get("env_set", {})) == (preset is None and expected is not None)
 
 
-def test_base_python_config_for_a_virtual_environment_without_one(tmp_path):
+def test_python_config_for_a_virtual_environment_without_one(tmp_path):
     """A venv of a pyenv / conda / self-built Python has no python3.X-config where Jittor looks: the base
-    interpreter's is used; one that Jittor finds itself is left to it; none anywhere: None (Jittor's own error)."""
+    interpreter's is used, else (headers installed) a stand-in answering from sysconfig; one that Jittor finds
+    itself is left to it; no headers: None (Jittor's own error names python3.X-dev)."""
     version = (3, 99)  # no such file in /usr/bin or /usr/local/bin
-    venv, base = tmp_path / "venv" / "bin", tmp_path / "base"
+    venv, base, include, cache = tmp_path / "venv" / "bin", tmp_path / "base", tmp_path / "include", tmp_path / "c"
     venv.mkdir(parents=True)
     (base / "bin").mkdir(parents=True)
+    include.mkdir()
     executable = str(venv / "python3.99")
-    assert runtime.base_python_config(executable, str(base), version) is None
+
+    def config():
+        return runtime.python_config(executable, str(base), version, include=str(include), cache=cache)
+
+    assert config() is None  # no headers: nothing to answer with
+    (include / "Python.h").write_text("")
+    stand_in = config()
+    assert stand_in is not None and stand_in.parent == cache / "python_config" and os.access(stand_in, os.X_OK)
+    out = subprocess.run([str(stand_in), "--includes"], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [f"-I{include}"]
+    suffix = subprocess.run([str(stand_in), "--extension-suffix"], capture_output=True, text=True).stdout.strip()
+    assert suffix == sysconfig.get_config_var("EXT_SUFFIX")
+    assert config() == stand_in  # the same file again
     (base / "bin" / "python3.99-config").write_text("#!/bin/sh\n")
-    assert runtime.base_python_config(executable, str(base), version) == base / "bin" / "python3.99-config"
+    assert config() == base / "bin" / "python3.99-config"
     (venv / "python3.99-config").write_text("#!/bin/sh\n")
-    assert runtime.base_python_config(executable, str(base), version) is None
+    assert config() is None
 
 
 def test_canonical_interpreter_names_the_versioned_link_of_the_same_interpreter(tmp_path):

@@ -16,13 +16,16 @@ What it does, once per process, *before* Jittor is imported:
   (:func:`canonical_interpreter`).
 * **Quiet logs** (``log_silent=1`` unless ``UNIDET_VERBOSE`` is set), the CPU
   thread count, and offline-safe flags for optional CUDA libraries.
-* **python3.X-config of a virtual environment.** Jittor asks ``python3.X-config`` for the include flags and looks
-  for it beside ``sys.executable`` and in ``/usr/bin``, ``/usr/local/bin``: a virtual environment made from a
-  pyenv / conda / self-built Python has none there, and the import failed. We point ``python_config_path`` at the
-  base interpreter's (``sys.base_prefix/bin``) when only that one exists.
+* **python3.X-config of a virtual environment.** Jittor asks ``python3.X-config`` for the include flags and the
+  extension suffix and looks for it beside ``sys.executable`` and in ``/usr/bin``, ``/usr/local/bin``: a virtual
+  environment made from a pyenv / conda / self-built Python has none there, and the import failed. We point
+  ``python_config_path`` at the base interpreter's (``sys.base_prefix/bin``), or, where there is none but Python's
+  headers are installed, at a stand-in in the cache that answers from this interpreter's ``sysconfig``
+  (:func:`python_config`).
 * **Python 3.12+: kernels compiled one at a time** (``use_parallel_op_compiler=0``): Jittor 1.3.11's
-  parallel op compiler segfaults there (address 0x10 in a compile thread, as soon as two kernels are compiled
-  together; Python 3.12.1, 2026-12-01), while compiling serially gives the same kernels.
+  parallel op compiler segfaults there (address 0x10 in a compile thread; Python 3.12.1, 2026-12-01, on the first
+  compile of a fused ``logical_not(isnan(x))`` and of the goldens' NMS, while simpler expressions compiled), and
+  compiling serially gives the same kernels.
 
 Every decision is recorded in :data:`STATE` so that ``unidet doctor`` can
 report it.
@@ -103,17 +106,50 @@ def link_debian_onednn(target: Path = ONEDNN_DIR) -> bool:
     return (include / "dnnl.h").exists() and lib.exists()
 
 
-def base_python_config(executable: str = sys.executable, base_prefix: str = sys.base_prefix,
-                       version=sys.version_info) -> Path | None:
-    """The base interpreter's ``python3.X-config`` where Jittor's own search (beside ``executable``, in
-    ``/usr/bin`` and ``/usr/local/bin``) finds none and ``base_prefix/bin`` has it; else None."""
+def python_config(executable: str = sys.executable, base_prefix: str = sys.base_prefix, version=sys.version_info,
+                  include: str | None = None, cache: Path | None = None) -> Path | None:
+    """What ``python_config_path`` should name where Jittor's own search (``python3.X-config`` beside ``executable``,
+    in ``/usr/bin`` and ``/usr/local/bin``; ``python3-config`` beside ``executable``) finds nothing: the base
+    interpreter's ``python3.X-config`` (``base_prefix/bin``), or else, where Python's headers are there
+    (``include``/Python.h, default this interpreter's), a stand-in written to ``<cache>/python_config/`` that
+    answers ``--includes``, ``--extension-suffix`` and ``--ldflags`` from ``sysconfig``. None where Jittor finds its
+    own or where nothing can help (no headers: Jittor's error then names python3.X-dev)."""
+    import sysconfig
+
     name = f"python{version[0]}.{version[1]}-config"
     here = Path(executable).parent
     searched = [here / name, Path("/usr/bin") / name, Path("/usr/local/bin") / name, here / "python3-config"]
     if any(p.is_file() for p in searched):
         return None
     base = Path(base_prefix) / "bin" / name
-    return base if base.is_file() else None
+    if base.is_file():
+        return base
+    include = include or sysconfig.get_path("include")
+    if not (Path(include) / "Python.h").is_file():
+        return None
+    if cache is None:
+        from .text.cache import cache_root
+
+        cache = cache_root()
+    var = sysconfig.get_config_var
+    answers = {"--includes": f"-I{include}", "--extension-suffix": var("EXT_SUFFIX") or "",
+               "--ldflags": f"-L{var('LIBDIR') or ''} {var('LIBS') or ''} {var('SYSLIBS') or ''}".strip()}
+    cases = "".join(f"        {flag}) out=\"$out {value}\" ;;\n" for flag, value in answers.items())
+    text = (f"#!/bin/sh\n# {name} of {executable}: a stand-in written by unidetector.runtime (sysconfig)\n"
+            f"out=\nfor a in \"$@\"; do\n    case \"$a\" in\n{cases}    esac\ndone\necho $out\n")
+    import hashlib
+
+    stand_in = cache / "python_config" / f"{name}-{hashlib.sha1(executable.encode()).hexdigest()[:10]}"
+    try:
+        if not stand_in.is_file() or stand_in.read_text() != text:
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            tmp = stand_in.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            tmp.chmod(0o755)
+            os.replace(tmp, stand_in)
+    except OSError:
+        return None
+    return stand_in
 
 
 #: the first Python on which Jittor 1.3.11's parallel op compiler crashes
@@ -167,9 +203,9 @@ def bootstrap(env=None, state=None, onednn_dir: Path = ONEDNN_DIR, python=None) 
             "  Fix: sudo apt-get install libdnnl-dev   (then re-run; the link is made for you)\n"
             + "!" * 78, RuntimeWarning, stacklevel=2)
 
-    config = base_python_config()
+    config = None if "python_config_path" in env else python_config()
     if config is not None:
-        setdefault_env("python_config_path", str(config), "the base interpreter's: the environment has none")
+        setdefault_env("python_config_path", str(config), "Jittor's search finds no python3.X-config here")
     if tuple(python or sys.version_info[:2]) >= SERIAL_COMPILE_FROM:
         setdefault_env("use_parallel_op_compiler", "0",
                        "Python 3.12+: Jittor 1.3.11's parallel op compiler segfaults there")
